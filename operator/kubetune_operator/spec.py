@@ -1,0 +1,210 @@
+"""The whole FineTuneJob spec: the training part plus where and how to run it.
+
+`FineTuneJobSpec` extends the trainer's `TrainingSpec` with scheduling fields. The CRD
+schema is generated from it (see `kubetune_operator.crd`), so every field's description
+here is what `kubectl explain finetunejob.spec.<field>` prints.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from kubetune_trainer.spec import SpecModel, TrainingSpec
+
+API_GROUP = "kubetune.io"
+API_VERSION = "v1alpha1"
+KIND = "FineTuneJob"
+PLURAL = "finetunejobs"
+SINGULAR = "finetunejob"
+SHORT_NAME = "ftj"
+CATEGORY = "kubetune"
+KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+
+# Kubernetes resource.Quantity, e.g. 500m, 2, 16Gi, 1.5G, 1e3.
+QUANTITY_PATTERN = r"^[+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+|[numkMGTPE]|[KMGTPE]i)?$"
+
+# Env names that hold credentials: their values must come from a Secret, never inline.
+_SECRET_ENV = re.compile(r"(TOKEN|SECRET|PASSWORD|ACCESS_KEY|CREDENTIALS|_KEY$)", re.IGNORECASE)
+
+
+class Resources(SpecModel):
+    """What one trainer pod asks for."""
+
+    gpus: int = Field(
+        default=1,
+        ge=0,
+        le=64,
+        description=(
+            "GPUs for the trainer pod, requested as the operator's GPU resource "
+            "(nvidia.com/gpu by default). 0 runs on CPU."
+        ),
+    )
+    cpu: str | None = Field(
+        default=None, pattern=QUANTITY_PATTERN, description="CPU request and limit, e.g. 4 or 3500m."
+    )
+    memory: str | None = Field(
+        default=None, pattern=QUANTITY_PATTERN, description="Memory request and limit, e.g. 32Gi."
+    )
+    ephemeral_storage: str | None = Field(
+        default=None,
+        pattern=QUANTITY_PATTERN,
+        description="Local scratch disk request and limit (hub cache, temp files), e.g. 50Gi.",
+    )
+    shm_size: str = Field(
+        default="1Gi",
+        pattern=QUANTITY_PATTERN,
+        description="Size of the memory-backed /dev/shm (data loader workers and NCCL need it).",
+    )
+
+
+class Toleration(SpecModel):
+    """A core/v1 Toleration."""
+
+    key: str | None = Field(default=None, description="Taint key to tolerate; empty with Exists matches all.")
+    operator: Literal["Exists", "Equal"] | None = Field(default=None, description="Exists or Equal (default).")
+    value: str | None = Field(default=None, description="Taint value to match with operator Equal.")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        default=None, description="Taint effect to match; empty matches all."
+    )
+    toleration_seconds: int | None = Field(
+        default=None, description="For NoExecute: how long the pod stays bound after the taint appears."
+    )
+
+
+class SecretKeySelector(SpecModel):
+    """A key of a Secret in the FineTuneJob's namespace."""
+
+    name: str = Field(min_length=1, description="Secret name.")
+    key: str = Field(min_length=1, description="Key within the Secret.")
+    optional: bool | None = Field(default=None, description="Start even if the Secret or key is missing.")
+
+
+class ConfigMapKeySelector(SpecModel):
+    """A key of a ConfigMap in the FineTuneJob's namespace."""
+
+    name: str = Field(min_length=1, description="ConfigMap name.")
+    key: str = Field(min_length=1, description="Key within the ConfigMap.")
+    optional: bool | None = Field(default=None, description="Start even if the ConfigMap or key is missing.")
+
+
+class EnvVarSource(SpecModel):
+    """A reference to a value held elsewhere."""
+
+    secret_key_ref: SecretKeySelector | None = Field(default=None, description="A Secret key.")
+    config_map_key_ref: ConfigMapKeySelector | None = Field(default=None, description="A ConfigMap key.")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> EnvVarSource:
+        if (self.secret_key_ref is None) == (self.config_map_key_ref is None):
+            raise ValueError("valueFrom needs exactly one of secretKeyRef or configMapKeyRef")
+        return self
+
+
+class EnvVar(SpecModel):
+    """An environment variable for the trainer. Credentials only by reference."""
+
+    name: str = Field(min_length=1, pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$", description="Variable name.")
+    value: str | None = Field(default=None, description="A plain, non-secret value.")
+    value_from: EnvVarSource | None = Field(
+        default=None, description="Take the value from a Secret or ConfigMap key (use this for credentials)."
+    )
+
+    @model_validator(mode="after")
+    def _secrets_by_reference(self) -> EnvVar:
+        if self.value is not None and self.value_from is not None:
+            raise ValueError(f"env {self.name}: set value or valueFrom, not both")
+        if self.value and _SECRET_ENV.search(self.name):
+            raise ValueError(
+                f"env {self.name} looks like a credential: put it in a Secret and use "
+                f"valueFrom.secretKeyRef instead of an inline value"
+            )
+        return self
+
+
+class LocalObjectReference(SpecModel):
+    """A Secret or ConfigMap in the FineTuneJob's namespace."""
+
+    name: str = Field(min_length=1, description="Object name.")
+    optional: bool | None = Field(default=None, description="Start even if it is missing.")
+
+
+class EnvFromSource(SpecModel):
+    """Every key of a Secret or ConfigMap as environment variables."""
+
+    prefix: str | None = Field(default=None, description="Prepended to every variable name.")
+    secret_ref: LocalObjectReference | None = Field(default=None, description="A Secret to import.")
+    config_map_ref: LocalObjectReference | None = Field(default=None, description="A ConfigMap to import.")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> EnvFromSource:
+        if (self.secret_ref is None) == (self.config_map_ref is None):
+            raise ValueError("envFrom entries need exactly one of secretRef or configMapRef")
+        return self
+
+
+class FineTuneJobSpec(TrainingSpec):
+    """A fine-tuning run: what to train (task, base, data, ...) and where to run it."""
+
+    image: str | None = Field(
+        default=None, min_length=1, description="Trainer image. Default: the operator's configured image."
+    )
+    resources: Resources = Field(default_factory=Resources, description="GPUs, CPU, memory and disk per pod.")
+    node_selector: dict[str, str] = Field(
+        default_factory=dict, description="Node labels the trainer pod must run on."
+    )
+    tolerations: list[Toleration] = Field(
+        default_factory=list,
+        description="Extra tolerations. A toleration for the GPU taint is added when gpus > 0.",
+    )
+    affinity: dict[str, Any] | None = Field(
+        default=None,
+        description="A core/v1 Affinity for the trainer pod.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    priority_class_name: str | None = Field(default=None, description="PriorityClass of the trainer pod.")
+    service_account_name: str | None = Field(
+        default=None,
+        description=(
+            "ServiceAccount of the trainer pod (e.g. for workload identity to an object store). "
+            "Its API token is never mounted."
+        ),
+    )
+    pod_labels: dict[str, str] = Field(default_factory=dict, description="Extra labels on the trainer pod.")
+    pod_annotations: dict[str, str] = Field(
+        default_factory=dict, description="Extra annotations on the trainer pod."
+    )
+    env: list[EnvVar] = Field(
+        default_factory=list, description="Environment for the trainer; credentials via valueFrom.secretKeyRef."
+    )
+    env_from: list[EnvFromSource] = Field(
+        default_factory=list, description="Secrets or ConfigMaps imported whole as environment."
+    )
+    backoff_limit: int = Field(
+        default=3,
+        ge=0,
+        le=100,
+        description="Retries after a failed attempt. Config errors and preemptions do not use it up.",
+    )
+    active_deadline_seconds: int | None = Field(
+        default=None, ge=1, description="Fail the run when it has not finished after this many seconds."
+    )
+    suspend: bool = Field(
+        default=False,
+        description="true stops the run's pods (or keeps it from starting); false lets it run. The only field that may change.",
+    )
+
+    @field_validator("pod_labels")
+    @classmethod
+    def _no_reserved_labels(cls, labels: dict[str, str]) -> dict[str, str]:
+        reserved = [key for key in labels if key.startswith(f"{API_GROUP}/")]
+        if reserved:
+            raise ValueError(f"labels under {API_GROUP}/ are set by kubetune: remove {reserved}")
+        return labels
+
+    def training_part(self) -> TrainingSpec:
+        """Only the fields the trainer reads (what goes into the container)."""
+        fields = set(TrainingSpec.model_fields)
+        return TrainingSpec.model_validate(self.model_dump(include=fields, exclude_none=True))

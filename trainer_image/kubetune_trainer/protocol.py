@@ -1,0 +1,132 @@
+"""What the trainer container tells the operator, and how.
+
+The trainer pod has no Kubernetes API credentials, so it reports through two channels
+the kubelet already provides:
+
+* progress: one JSON object per logging step on stdout, under the key `PROGRESS_KEY`;
+  the operator tails the pod log and keeps the newest line;
+* result: one JSON object in the termination-message file (`/dev/termination-log`),
+  which the kubelet copies into the container's terminated state. Kubernetes keeps at
+  most 4096 bytes of it, so `encode_result` trims to fit.
+
+Exit codes let the Job's podFailurePolicy tell a bad config (never worth a retry) from
+anything else (retried up to backoffLimit). This module imports without torch: the
+operator uses it too.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError
+
+from kubetune_trainer.spec import SpecModel
+
+PROGRESS_KEY = "kubetuneProgress"
+
+# Environment the operator sets on the trainer container.
+ENV_JOB = "KUBETUNE_JOB"  # the TrainingSpec as camelCase JSON
+ENV_JOB_NAME = "KUBETUNE_JOB_NAME"  # namespace/name of the FineTuneJob, for metadata
+ENV_TERMINATION_LOG = "KUBETUNE_TERMINATION_LOG"  # overrides the result path (tests, local runs)
+DEFAULT_TERMINATION_LOG = "/dev/termination-log"
+TERMINATION_MESSAGE_LIMIT = 4096
+
+EXIT_SUCCEEDED = 0
+EXIT_FAILED = 1  # anything that may succeed on a retry (I/O, hub outage, node trouble)
+EXIT_INVALID_CONFIG = 78  # sysexits EX_CONFIG: the spec or the data is wrong; do not retry
+
+ArtifactKind = Literal["full", "adapter"]
+FailureReason = Literal["InvalidConfig", "InvalidData", "OutOfMemory", "TrainingError"]
+
+
+class Progress(SpecModel):
+    """One training progress report (a Trainer logging step)."""
+
+    step: int = Field(ge=0, description="Optimizer steps done.")
+    max_steps: int = Field(ge=0, description="Optimizer steps the run will take in all.")
+    epoch: float | None = Field(default=None, description="Fractional epoch reached.")
+    loss: float | None = Field(default=None, description="Training loss at the last logging step.")
+    learning_rate: float | None = Field(default=None, description="Current learning rate.")
+    eval: dict[str, float] = Field(
+        default_factory=dict, description="Latest evaluation metrics, keys without the eval_ prefix."
+    )
+    elapsed_seconds: float | None = Field(default=None, description="Seconds since training began.")
+
+
+class Artifact(SpecModel):
+    """Where the trained model was saved."""
+
+    uri: str = Field(description="Location of the saved model (or adapter).")
+    kind: ArtifactKind = Field(description="full: a whole model; adapter: a LoRA adapter only.")
+    merged_uri: str | None = Field(
+        default=None, description="Location of the base model with the adapter merged in, if saved."
+    )
+
+
+class Result(SpecModel):
+    """The final word of a trainer run, written to the termination message."""
+
+    outcome: Literal["Succeeded", "Failed"]
+    artifact: Artifact | None = None
+    metrics: dict[str, float] = Field(default_factory=dict)
+    warnings: list[str] = Field(default_factory=list)
+    reason: FailureReason | None = None
+    message: str | None = Field(default=None, description="One line saying what went wrong.")
+
+
+def format_progress(progress: Progress) -> str:
+    """The stdout line for one progress report."""
+    body = progress.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return json.dumps({PROGRESS_KEY: body}, separators=(",", ":"))
+
+
+def parse_progress(line: str) -> Progress | None:
+    """The progress report on a log line, or None for any other line."""
+    if PROGRESS_KEY not in line:
+        return None
+    try:
+        payload = json.loads(line[line.index("{") :])
+        return Progress.model_validate(payload[PROGRESS_KEY])
+    except (ValueError, KeyError, TypeError, ValidationError):
+        return None
+
+
+def last_progress(log_text: str) -> Progress | None:
+    """The newest progress report in a block of log text."""
+    for line in reversed(log_text.splitlines()):
+        progress = parse_progress(line)
+        if progress is not None:
+            return progress
+    return None
+
+
+def encode_result(result: Result, limit: int = TERMINATION_MESSAGE_LIMIT) -> str:
+    """JSON for the termination message, trimmed to `limit` bytes.
+
+    The artifact and the outcome are never dropped; warnings go first, then metrics,
+    then the message is shortened.
+    """
+    data: dict[str, Any] = result.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+    def size() -> int:
+        return len(json.dumps(data, separators=(",", ":")).encode())
+
+    while size() > limit and data.get("warnings"):
+        data["warnings"].pop()
+    while size() > limit and data.get("metrics"):
+        data["metrics"].pop(next(reversed(data["metrics"])))
+    if size() > limit and data.get("message"):
+        excess = size() - limit
+        data["message"] = data["message"][: max(0, len(data["message"]) - excess - 3)] + "..."
+    return json.dumps(data, separators=(",", ":"))
+
+
+def decode_result(text: str | None) -> Result | None:
+    """The Result in a termination message, or None when there is none or it is not ours."""
+    if not text:
+        return None
+    try:
+        return Result.model_validate_json(text)
+    except ValidationError:
+        return None

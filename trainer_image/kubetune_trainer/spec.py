@@ -1,0 +1,267 @@
+"""The training part of a FineTuneJob spec.
+
+This module is the single source of truth for what a user may write under
+`spec:` about training. The operator extends `TrainingSpec` with scheduling fields,
+the CRD's openAPIV3Schema is generated from the result, and the trainer validates the
+JSON it receives with this same model. It must import without torch.
+
+YAML and JSON use camelCase (`maxLength`, `trainingArgs`); Python uses snake_case.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+
+class Task(str, Enum):
+    """Training tasks, each mapped to one model family by the trainer."""
+
+    TEXT_CLASSIFICATION = "text-classification"
+    LANGUAGE_GENERATION = "language-generation"
+    LANGUAGE_MODELING = "language-modeling"
+    QUESTION_ANSWERING = "question-answering"
+    SEQUENCE_SEQUENCE = "sequence-sequence"
+    TOKEN_DETECTION = "token-detection"
+
+
+TASK_NAMES: tuple[str, ...] = tuple(task.value for task in Task)
+
+# How many data columns each task reads, and what they mean, in order.
+TASK_COLUMNS: dict[Task, tuple[int, int, str]] = {
+    Task.TEXT_CLASSIFICATION: (2, 3, "(text, label) or (text1, text2, label)"),
+    Task.LANGUAGE_GENERATION: (1, 1, "(text,)"),
+    Task.LANGUAGE_MODELING: (1, 1, "(text,)"),
+    Task.QUESTION_ANSWERING: (3, 3, "(question, context, answers)"),
+    Task.SEQUENCE_SEQUENCE: (2, 2, "(source, target)"),
+    Task.TOKEN_DETECTION: (1, 1, "(text,)"),
+}
+
+# URI schemes the trainer can read data from or write models to. `pvc://` is resolved
+# by the operator into a mounted local path before the trainer sees it.
+LOCAL_SCHEMES = frozenset({"", "file"})
+OBJECT_STORE_SCHEMES = frozenset({"s3", "gs", "gcs", "az", "abfs", "abfss"})
+WEB_SCHEMES = frozenset({"http", "https"})
+HUB_SCHEME = "hf"
+PVC_SCHEME = "pvc"
+DATA_SCHEMES = LOCAL_SCHEMES | OBJECT_STORE_SCHEMES | WEB_SCHEMES | {HUB_SCHEME, PVC_SCHEME}
+OUTPUT_SCHEMES = LOCAL_SCHEMES | OBJECT_STORE_SCHEMES | {PVC_SCHEME}
+
+DATA_FORMATS = ("csv", "json", "jsonl", "parquet", "txt")
+
+
+def uri_scheme(uri: str) -> str:
+    """The lower-case scheme of a URI; "" for a plain local path (also on Windows)."""
+    scheme = urlsplit(uri).scheme.lower()
+    return "" if len(scheme) == 1 else scheme  # "C:\\data" is a drive letter, not a scheme
+
+
+def _check_scheme(uri: str, allowed: frozenset[str], what: str) -> str:
+    scheme = uri_scheme(uri)
+    if scheme not in allowed:
+        shown = ", ".join(sorted(f"{s}://" for s in allowed if s) + ["a local path"])
+        raise ValueError(f"unsupported URI scheme {scheme!r} for {what}; use one of: {shown}")
+    return uri
+
+
+class SpecModel(BaseModel):
+    """camelCase on the wire, snake_case in Python, unknown fields rejected."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        use_enum_values=True,
+    )
+
+
+class BaseModelSource(SpecModel):
+    """The pretrained model that training starts from."""
+
+    model: str = Field(
+        min_length=1,
+        description=(
+            "Model to fine-tune: a Hugging Face hub id (org/name), a local path, file://PATH, "
+            "or pvc://CLAIM/PATH for a model stored on a PersistentVolumeClaim."
+        ),
+        examples=["sentence-transformers/all-MiniLM-L6-v2"],
+    )
+    revision: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Hub revision to load: a branch, tag or commit id. Pin a commit for repeatable runs.",
+    )
+
+
+class DataSpec(SpecModel):
+    """Where the training data lives and which columns to read."""
+
+    train: str = Field(
+        min_length=1,
+        description=(
+            "Training data URI: a local path or file:// (csv, json, jsonl, parquet, txt), "
+            "pvc://CLAIM/PATH, s3://, gs://, az://, https://, or a hub dataset as "
+            "hf://NAME?config=CONFIG&split=SPLIT."
+        ),
+        examples=["s3://my-bucket/reviews/train.csv", "hf://glue?config=sst2&split=train"],
+    )
+    validation: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Validation data URI, same forms as train. When set, metrics are computed on it.",
+    )
+    columns: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=3,
+        description=(
+            "Data columns to read, in task order: text-classification (text, label) or "
+            "(text1, text2, label); question-answering (question, context, answers); "
+            "sequence-sequence (source, target); other tasks (text). Default: text, label, "
+            "question, context, answers, source, target as the task needs."
+        ),
+    )
+    format: str | None = Field(
+        default=None,
+        description="File format, when the URI's extension does not tell: csv, json, jsonl, parquet or txt.",
+        json_schema_extra={"enum": list(DATA_FORMATS)},
+    )
+
+    @field_validator("train", "validation")
+    @classmethod
+    def _data_scheme(cls, uri: str | None) -> str | None:
+        return uri if uri is None else _check_scheme(uri, DATA_SCHEMES, "data")
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, value: str | None) -> str | None:
+        if value is not None and value not in DATA_FORMATS:
+            raise ValueError(f"unknown format {value!r}; use one of: {', '.join(DATA_FORMATS)}")
+        return value
+
+
+class OutputSpec(SpecModel):
+    """Where the trained model, its checkpoints and its metadata are written."""
+
+    uri: str = Field(
+        min_length=1,
+        description=(
+            "Persistent location for the model, checkpoints and kubetune.json metadata: a local "
+            "path, file://, pvc://CLAIM/PATH, s3://, gs:// or az://. A retried run resumes from "
+            "the latest checkpoint found here."
+        ),
+        examples=["pvc://models/sentiment", "s3://my-bucket/models/sentiment"],
+    )
+    merge_adapter: bool = Field(
+        default=False,
+        description="With LoRA: also save the base model with the adapter merged in, under merged/.",
+    )
+
+    @field_validator("uri")
+    @classmethod
+    def _output_scheme(cls, uri: str) -> str:
+        return _check_scheme(uri, OUTPUT_SCHEMES, "output")
+
+
+FreeForm = bool | dict[str, Any]
+
+
+class TrainingSpec(SpecModel):
+    """What to train: task, base model, data, quantization, LoRA and Trainer arguments."""
+
+    task: Task = Field(
+        default=Task.TEXT_CLASSIFICATION,
+        description="Training task; selects the model head and the data preparation.",
+    )
+    base: BaseModelSource = Field(description="The pretrained model to start from.")
+    data: DataSpec = Field(description="Training and validation data.")
+    max_length: int | None = Field(
+        default=None,
+        ge=1,
+        le=131072,
+        description="Maximum tokens per example; longer text is truncated. Default: the model's limit.",
+    )
+    stride: int = Field(
+        default=128,
+        ge=0,
+        description="question-answering: token overlap between windows of a long context.",
+    )
+    prefix: str | None = Field(
+        default=None,
+        description='sequence-sequence: text prepended to every source, e.g. "translate English to German: ".',
+    )
+    quantize: FreeForm | None = Field(
+        default=None,
+        description=(
+            "bitsandbytes quantization of the base model. true: 4-bit NF4 with double "
+            "quantization and bfloat16 compute. An object: BitsAndBytesConfig arguments "
+            "(load_in_4bit, bnb_4bit_quant_type, ...). Needs a GPU; skipped with a warning without one."
+        ),
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    lora: FreeForm | None = Field(
+        default=None,
+        description=(
+            "peft LoRA adapter. true: r 16, lora_alpha 8, target_modules all-linear, "
+            "lora_dropout 0.05, bias none. An object: LoraConfig arguments."
+        ),
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    training_args: dict[str, Any] = Field(
+        default_factory=dict,
+        description=(
+            "transformers TrainingArguments, snake_case as in Python "
+            "(num_train_epochs, learning_rate, per_device_train_batch_size, ...)."
+        ),
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    output: OutputSpec | None = Field(
+        default=None,
+        description="Where the trained model goes. Defaults to the operator's configured location.",
+    )
+
+    @field_validator("quantize", "lora")
+    @classmethod
+    def _false_means_off(cls, value: FreeForm | None) -> FreeForm | None:
+        return None if value is False else value
+
+    @field_validator("training_args")
+    @classmethod
+    def _output_dir_is_ours(cls, args: dict[str, Any]) -> dict[str, Any]:
+        if "output_dir" in args:
+            raise ValueError("output_dir is set by kubetune; set spec.output.uri instead")
+        return args
+
+    @model_validator(mode="after")
+    def _fits_task(self) -> TrainingSpec:
+        task = Task(self.task)
+        if self.data.columns is not None:
+            low, high, meaning = TASK_COLUMNS[task]
+            if not low <= len(self.data.columns) <= high:
+                raise ValueError(
+                    f"data.columns: task {task.value} reads {meaning}, "
+                    f"got {len(self.data.columns)} column(s) {self.data.columns}"
+                )
+        if self.prefix is not None and task is not Task.SEQUENCE_SEQUENCE:
+            raise ValueError(f"prefix is only used by task sequence-sequence, not {task.value}")
+        if self.lora is not None and task is Task.TOKEN_DETECTION:
+            raise ValueError("lora is not supported with task token-detection: remove spec.lora")
+        return self
+
+    def to_job_json(self) -> str:
+        """The camelCase JSON the trainer container receives (env KUBETUNE_JOB)."""
+        return self.model_dump_json(by_alias=True, exclude_none=True)
+
+
+def describe_validation_error(error: ValidationError, prefix: str = "spec") -> str:
+    """One line per problem, each naming the field the way a user writes it in YAML."""
+    lines = []
+    for problem in error.errors():
+        path = ".".join([prefix, *(str(part) for part in problem["loc"])]) if problem["loc"] else prefix
+        message = problem["msg"].removeprefix("Value error, ")
+        lines.append(f"{path}: {message}")
+    return "; ".join(lines)
