@@ -193,7 +193,10 @@ class FineTuneJobSpec(TrainingSpec):
     )
     suspend: bool = Field(
         default=False,
-        description="true stops the run's pods (or keeps it from starting); false lets it run. The only field that may change.",
+        description=(
+            "true stops the run's pods (or keeps it from starting); false lets it run. "
+            "The only field that may change after creation."
+        ),
     )
 
     @field_validator("pod_labels")

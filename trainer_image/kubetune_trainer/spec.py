@@ -63,7 +63,7 @@ def uri_scheme(uri: str) -> str:
 def _check_scheme(uri: str, allowed: frozenset[str], what: str) -> str:
     scheme = uri_scheme(uri)
     if scheme not in allowed:
-        shown = ", ".join(sorted(f"{s}://" for s in allowed if s) + ["a local path"])
+        shown = ", ".join([*sorted(f"{s}://" for s in allowed if s), "a local path"])
         raise ValueError(f"unsupported URI scheme {scheme!r} for {what}; use one of: {shown}")
     return uri
 

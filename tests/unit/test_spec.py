@@ -1,0 +1,105 @@
+"""The training spec model: what a user may write, and the errors they see."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from pydantic import ValidationError
+
+from kubetune_trainer.spec import TrainingSpec, describe_validation_error, uri_scheme
+
+MINIMAL = {"base": {"model": "org/model"}, "data": {"train": "train.csv"}}
+
+
+def spec(**fields: object) -> TrainingSpec:
+    return TrainingSpec.model_validate({**MINIMAL, **fields})
+
+
+def error_text(**fields: object) -> str:
+    with pytest.raises(ValidationError) as caught:
+        spec(**fields)
+    return describe_validation_error(caught.value)
+
+
+def test_defaults_match_the_seed() -> None:
+    parsed = spec()
+    assert parsed.task == "text-classification"
+    assert parsed.stride == 128
+    assert parsed.quantize is None and parsed.lora is None
+
+
+def test_camel_case_on_the_wire_snake_case_in_python() -> None:
+    parsed = spec(maxLength=256, trainingArgs={"learning_rate": 1e-4}, output={"uri": "s3://b/m"})
+    assert parsed.max_length == 256
+    assert parsed.training_args == {"learning_rate": 1e-4}
+    job_json = parsed.to_job_json()
+    assert '"maxLength":256' in job_json and '"trainingArgs"' in job_json
+    assert TrainingSpec.model_validate_json(job_json) == parsed
+
+
+def test_unknown_field_is_named() -> None:
+    assert "spec.maxLenght: Extra inputs are not permitted" in error_text(maxLenght=10)
+
+
+def test_unknown_task_lists_valid_ones() -> None:
+    text = error_text(task="summarize")
+    assert "spec.task" in text and "question-answering" in text
+
+
+@pytest.mark.parametrize(
+    ("uri", "accepted"),
+    [
+        ("data/train.csv", True),
+        ("file:///data/train.csv", True),
+        ("s3://bucket/train.parquet", True),
+        ("hf://glue?config=sst2&split=train", True),
+        ("pvc://datasets/train.csv", True),
+        ("ftp://host/train.csv", False),
+    ],
+)
+def test_data_uri_schemes(uri: str, accepted: bool) -> None:
+    if accepted:
+        assert spec(data={"train": uri}).data.train == uri
+    else:
+        assert "spec.data.train: unsupported URI scheme 'ftp'" in error_text(data={"train": uri})
+
+
+def test_output_cannot_be_a_web_url() -> None:
+    assert "spec.output.uri: unsupported URI scheme 'https'" in error_text(
+        output={"uri": "https://example.com/model"}
+    )
+
+
+def test_windows_drive_letter_is_a_path() -> None:
+    assert uri_scheme(r"C:\data\train.csv") == ""
+
+
+def test_column_count_is_checked_against_the_task() -> None:
+    text = error_text(task="question-answering", data={"train": "t.csv", "columns": ["q", "c"]})
+    assert "data.columns" in text and "(question, context, answers)" in text
+
+
+def test_prefix_only_for_sequence_to_sequence() -> None:
+    assert "prefix is only used by task sequence-sequence" in error_text(prefix="summarize: ")
+    assert spec(task="sequence-sequence", prefix="summarize: ").prefix == "summarize: "
+
+
+def test_output_dir_belongs_to_output_uri() -> None:
+    assert "set spec.output.uri instead" in error_text(trainingArgs={"output_dir": "/tmp/x"})
+
+
+def test_quantize_and_lora_accept_true_dict_and_false() -> None:
+    assert spec(quantize=True, lora={"r": 8}).lora == {"r": 8}
+    assert spec(quantize=False, lora=False).quantize is None
+
+
+def test_spec_imports_without_torch() -> None:
+    # The operator image has no torch: the spec, protocol and CLI must not pull it in.
+    code = (
+        "import sys, kubetune_operator.cli, kubetune_operator.spec, kubetune_trainer.protocol; "
+        "heavy = {'torch', 'transformers', 'datasets'} & set(sys.modules); "
+        "sys.exit(f'imported {heavy}' if heavy else 0)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
