@@ -1,0 +1,88 @@
+"""A TrainerCallback that turns Trainer logs into `protocol.Progress` reports.
+
+One report when training begins (so maxSteps is known early) and one per Trainer log
+call: every logging step, every evaluation, and the final summary. Eval metrics are
+kept between reports, so each report carries the latest ones.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+
+from kubetune_trainer.protocol import Progress
+
+# Timing figures the Trainer logs with every evaluation: not model quality, so not metrics.
+_EVAL_NOISE = ("runtime", "samples_per_second", "steps_per_second")
+
+
+def eval_metrics(logs: dict[str, Any]) -> dict[str, float]:
+    """The eval_* numbers in a log record, keys without the prefix, timings left out."""
+    metrics = {}
+    for key, value in logs.items():
+        if not key.startswith("eval_") or isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        name = key.removeprefix("eval_")
+        if name not in _EVAL_NOISE and math.isfinite(value):
+            metrics[name] = float(value)
+    return metrics
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+class ProgressCallback(TrainerCallback):
+    """Calls `on_progress` with a Progress for each Trainer log (main process only)."""
+
+    def __init__(self, on_progress: Callable[[Progress], None]) -> None:
+        self.on_progress = on_progress
+        self.started = time.monotonic()
+        self.eval: dict[str, float] = {}
+        self.loss: float | None = None
+        self.learning_rate: float | None = None
+
+    def on_train_begin(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        self.started = time.monotonic()
+        self._report(state)
+
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        logs = logs or {}
+        self.eval.update(eval_metrics(logs))
+        # The end-of-training summary logs the mean loss as train_loss, not loss.
+        loss = _number(logs.get("loss", logs.get("train_loss")))
+        if loss is not None:
+            self.loss = loss
+        learning_rate = _number(logs.get("learning_rate"))
+        if learning_rate is not None:
+            self.learning_rate = learning_rate
+        self._report(state)
+
+    def _report(self, state: TrainerState) -> None:
+        if not state.is_world_process_zero:
+            return
+        progress = Progress(
+            step=state.global_step,
+            max_steps=max(state.max_steps, state.global_step),
+            epoch=_number(state.epoch),
+            loss=self.loss,
+            learning_rate=self.learning_rate,
+            eval=dict(self.eval),
+            elapsed_seconds=round(time.monotonic() - self.started, 3),
+        )
+        self.on_progress(progress)
