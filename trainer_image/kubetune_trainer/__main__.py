@@ -1,0 +1,107 @@
+"""The trainer container's entrypoint: `python -m kubetune_trainer`.
+
+Input: the job's training part (`TrainingSpec`, camelCase JSON) from `--config FILE`,
+else from the environment variable KUBETUNE_JOB; the FineTuneJob's namespace/name from
+KUBETUNE_JOB_NAME (recorded in kubetune.json).
+
+Output:
+* stdout: one progress line per Trainer logging step, `{"kubetuneProgress": {...}}`
+  (`protocol.format_progress`), flushed as written;
+* the termination message (`/dev/termination-log`, or the path in
+  KUBETUNE_TERMINATION_LOG): the final `protocol.Result` as compact JSON
+  (`protocol.encode_result`, at most 4096 bytes), written on success and on failure.
+
+Exit codes (the Job's podFailurePolicy keys on them):
+*  0 (EXIT_SUCCEEDED): trained and saved; Result.outcome Succeeded.
+* 78 (EXIT_INVALID_CONFIG): the job or its data is wrong (invalid JSON or spec, unknown
+  trainingArgs, missing/empty/unreadable data, unresolvable base model or output):
+  Result.reason InvalidConfig or InvalidData. Retrying cannot help.
+*  1 (EXIT_FAILED): anything else (out of memory, I/O or hub trouble, a crash in
+  training): Result.reason OutOfMemory or TrainingError. Worth a retry; the retry resumes
+  from the newest checkpoint in the output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from pydantic import ValidationError
+
+from kubetune_trainer import __version__
+from kubetune_trainer.protocol import (
+    DEFAULT_TERMINATION_LOG,
+    ENV_JOB,
+    ENV_JOB_NAME,
+    ENV_TERMINATION_LOG,
+    Progress,
+    Result,
+    encode_result,
+    format_progress,
+)
+from kubetune_trainer.spec import TrainingSpec, describe_validation_error
+
+
+def print_progress(progress: Progress) -> None:
+    # Flushed per line: the operator tails the pod log and a buffered line is a lost update.
+    print(format_progress(progress), flush=True)
+
+
+def write_result(result: Result) -> None:
+    path = os.environ.get(ENV_TERMINATION_LOG, DEFAULT_TERMINATION_LOG)
+    try:
+        with open(path, "w") as handle:
+            handle.write(encode_result(result))
+    except OSError as error:  # e.g. a local run without /dev/termination-log
+        print(f"kubetune: could not write the result to {path}: {error}", file=sys.stderr)
+
+
+def read_job(config: str | None) -> TrainingSpec | Result:
+    """The TrainingSpec to run, or a failed Result saying why there is none."""
+    from kubetune_trainer.runner import failed
+
+    if config is not None:
+        try:
+            with open(config) as handle:
+                text = handle.read()
+        except OSError as error:
+            return failed("InvalidConfig", f"cannot read the job config {config}: {error}")
+    else:
+        text = os.environ.get(ENV_JOB, "")
+        if not text.strip():
+            return failed("InvalidConfig", f"no job given: pass --config FILE or set {ENV_JOB}")
+    try:
+        return TrainingSpec.model_validate_json(text)
+    except ValidationError as error:
+        return failed("InvalidConfig", describe_validation_error(error))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m kubetune_trainer",
+        description="Run one kubetune training job (the trainer container's entrypoint).",
+    )
+    parser.add_argument("--config", help=f"job JSON file (default: the JSON in ${ENV_JOB})")
+    parser.add_argument("--version", action="version", version=f"kubetune-trainer {__version__}")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from kubetune_trainer.runner import exit_code, run_training
+
+    job = read_job(args.config)
+    if isinstance(job, Result):
+        result = job
+    else:
+        result = run_training(job, job_name=os.environ.get(ENV_JOB_NAME, "local"), on_progress=print_progress)
+    write_result(result)
+    if result.outcome == "Failed":
+        print(f"kubetune: {result.reason}: {result.message}", file=sys.stderr)
+    return exit_code(result)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

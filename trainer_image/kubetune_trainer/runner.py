@@ -1,0 +1,365 @@
+"""Run one job's training part end to end and say how it went as a `protocol.Result`.
+
+Order matters: everything a user can get wrong is checked before the (slow, costly)
+model load — trainingArgs names, the output location, the data, the base model's
+location — so a bad job fails in seconds. Then HFTrainer trains, the output gets the
+model (or adapter, and merged/ on request) plus kubetune.json, and the Result names the
+artifact. A rerun of the same job picks up the newest checkpoint in the output by itself.
+
+Failures are returned, not raised: `ConfigError` -> InvalidConfig / InvalidData (exit
+78, never retried), out of memory -> OutOfMemory, anything else -> TrainingError (both
+exit 1, retried by the Job's backoffLimit).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import platform
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+from kubetune_trainer import __version__
+from kubetune_trainer.errors import ConfigError, closest
+from kubetune_trainer.protocol import (
+    EXIT_FAILED,
+    EXIT_INVALID_CONFIG,
+    EXIT_SUCCEEDED,
+    Artifact,
+    FailureReason,
+    Progress,
+    Result,
+)
+from kubetune_trainer.spec import PVC_SCHEME, TrainingSpec, uri_scheme
+
+# What kubetune sets unless the job says otherwise, and why:
+# - logging_steps 0.05: a progress report every 5% of training (a ratio when < 1), so the
+#   operator's status moves on short and long runs alike (the Trainer's default is 500 steps);
+# - save_strategy steps / save_steps 0.2 / save_total_limit 2: a checkpoint every 20% of
+#   training, the last two kept, so a retried pod loses at most a fifth of the run;
+# - disable_tqdm: progress goes out as JSON lines, not as terminal bars in the pod log.
+RUN_DEFAULTS: dict[str, Any] = {
+    "logging_steps": 0.05,
+    "save_strategy": "steps",
+    "save_steps": 0.2,
+    "save_total_limit": 2,
+    "disable_tqdm": True,
+}
+
+# Files of other frameworks a pinned-revision download can skip.
+_SNAPSHOT_IGNORE = ["*.onnx", "onnx/*", "openvino/*", "*.h5", "*.msgpack", "*.ot", "*.tflite", "coreml/*"]
+
+_VERSIONED = ("torch", "transformers", "datasets", "peft", "accelerate", "bitsandbytes", "fsspec")
+
+
+def exit_code(result: Result) -> int:
+    """The process exit code for a Result (see kubetune_trainer.__main__)."""
+    if result.outcome == "Succeeded":
+        return EXIT_SUCCEEDED
+    return EXIT_INVALID_CONFIG if result.reason in ("InvalidConfig", "InvalidData") else EXIT_FAILED
+
+
+def failed(reason: FailureReason, message: str) -> Result:
+    """A failed Result with a one-line message."""
+    line = " ".join(message.split()) or reason
+    return Result(outcome="Failed", reason=reason, message=line)
+
+
+def run_training(
+    spec: TrainingSpec,
+    *,
+    job_name: str,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> Result:
+    """Train `spec`, save the artifact and metadata; never raises for a failed run."""
+    try:
+        return _run(spec, job_name, on_progress)
+    except ConfigError as error:
+        reason: FailureReason = "InvalidData" if error.reason == "InvalidData" else "InvalidConfig"
+        return failed(reason, str(error))
+    except Exception as error:
+        if is_out_of_memory(error):
+            return failed("OutOfMemory", f"out of memory: {error}")
+        if is_missing_on_hub(error):
+            return failed("InvalidConfig", f"base model not found: {error}")
+        return failed("TrainingError", f"{type(error).__name__}: {error}")
+
+
+def training_argument_names() -> frozenset[str]:
+    from transformers import TrainingArguments
+
+    return frozenset(field.name for field in dataclasses.fields(TrainingArguments) if field.init)
+
+
+def check_training_args(args: dict[str, Any]) -> None:
+    """ConfigError for a trainingArgs key that is not a TrainingArguments field."""
+    valid = training_argument_names()
+    for name in args:
+        if name not in valid:
+            raise ConfigError(f"trainingArgs.{name}: not a transformers TrainingArguments field{closest(name, valid)}")
+
+
+def resolve_base(spec: TrainingSpec, warnings: list[str]) -> str:
+    """What to hand HFTrainer as `base`: a local folder or a hub id, checked to exist."""
+    model, revision = spec.base.model, spec.base.revision
+    scheme = uri_scheme(model)
+    if scheme == PVC_SCHEME:
+        raise ConfigError(
+            f"base.model: {model} was not resolved: pvc:// URIs are mounted into the trainer by "
+            "the kubetune operator; give a local path for a local run"
+        )
+    if scheme not in ("", "file"):
+        raise ConfigError(f"base.model: unsupported URI scheme {scheme!r} in {model}; use a hub id or a path")
+    from kubetune_trainer.data_sources import local_path
+
+    path = local_path(model)
+    looks_local = scheme == "file" or model.startswith(("/", "./", "../", "~")) or path.is_dir()
+    if looks_local:
+        if not path.is_dir():
+            raise ConfigError(f"base.model: no model folder at {model} (looked for {path.absolute()})")
+        if revision is not None:
+            warnings.append(f"base.revision {revision} ignored: {model} is a local folder")
+        return str(path)
+    if revision is None:
+        return model
+    # HFTrainer loads hub ids at their default branch; a pinned revision is fetched here
+    # and handed over as a local snapshot folder.
+    from huggingface_hub import snapshot_download
+
+    return snapshot_download(model, revision=revision, ignore_patterns=_SNAPSHOT_IGNORE)
+
+
+def _run(spec: TrainingSpec, job_name: str, on_progress: Callable[[Progress], None] | None) -> Result:
+    from kubetune_trainer import artifacts
+    from kubetune_trainer.data_sources import load_data
+    from kubetune_trainer.progress import ProgressCallback
+
+    started_at = datetime.now(timezone.utc)
+    started = time.monotonic()
+    warnings: list[str] = []
+
+    # 1. Everything checkable without touching a model.
+    check_training_args(spec.training_args)
+    if spec.output is None:
+        raise ConfigError("output.uri: required (the operator sets a default; kubetune run uses outputs/NAME)")
+    output = artifacts.open_output(spec.output.uri)
+    data = load_data(spec.data)
+    base = resolve_base(spec, warnings)
+    checkpoint, resume_warnings = artifacts.prepare_resume(output)
+    warnings += resume_warnings
+    resumed_from = _trainer_step(checkpoint) if checkpoint is not None else None
+
+    # 2. Train.
+    from kubetune_trainer.hftrainer import HFTrainer
+    from kubetune_trainer.metrics import default_metrics
+
+    callbacks: list[Any] = [artifacts.CheckpointUploader(output)]
+    if on_progress is not None:
+        callbacks.append(ProgressCallback(on_progress))
+    training_args = {**RUN_DEFAULTS, **spec.training_args, "output_dir": str(output.local_dir)}
+    trainer = HFTrainer()
+    model, tokenizer = trainer(
+        base,
+        data.train,
+        validation=data.validation,
+        columns=tuple(spec.data.columns) if spec.data.columns else None,
+        maxlength=spec.max_length,
+        stride=spec.stride,
+        task=spec.task,
+        prefix=spec.prefix,
+        metrics=default_metrics(spec.task) if data.validation is not None else None,
+        checkpoint=True if checkpoint is not None else None,
+        quantize=spec.quantize,
+        lora=spec.lora,
+        callbacks=callbacks,
+        **training_args,
+    )
+    warnings += list(trainer.warnings)
+
+    # 3. Save: the final model is in output.local_dir (HFTrainer saved it); add merged/.
+    kind = "adapter" if trainer.adapter else "full"
+    merged_uri = None
+    if spec.output.merge_adapter:
+        if trainer.adapter:
+            save_merged(model, tokenizer, base, output.local_dir / artifacts.MERGED_DIR, trainer.quantized)
+            merged_uri = output.uri_of(artifacts.MERGED_DIR)
+        else:
+            warnings.append("output.mergeAdapter ignored: no LoRA adapter was trained")
+    metrics = {key: float(value) for key, value in trainer.metrics.items() if _finite(value)}
+    artifact = Artifact(uri=output.uri, kind=kind, merged_uri=merged_uri)
+    finished_at = datetime.now(timezone.utc)
+    artifacts.write_metadata(
+        output,
+        build_metadata(
+            spec,
+            job_name=job_name,
+            artifact=artifact,
+            metrics=metrics,
+            warnings=warnings,
+            train_rows=len(data.train),
+            validation_rows=len(data.validation) if data.validation is not None else None,
+            quantized=trainer.quantized,
+            trainer_args=getattr(getattr(trainer, "trainer", None), "args", None),
+            global_step=_global_step(trainer),
+            resumed_from=resumed_from,
+            started_at=started_at,
+            finished_at=finished_at,
+            duration=time.monotonic() - started,
+        ),
+    )
+    artifacts.publish(output)
+    return Result(outcome="Succeeded", artifact=artifact, metrics=metrics, warnings=warnings)
+
+
+def save_merged(model: Any, tokenizer: Any, base: str, target: Path, quantized: bool) -> None:
+    """Save the base model with the LoRA adapter folded in.
+
+    A quantized base cannot take the merge without losing precision, so it is reloaded
+    unquantized from `base` and the trained adapter weights applied to it first.
+    """
+    if quantized:
+        from peft import PeftModel
+
+        base_model = model.get_base_model()
+        # The trained config (label count and names) without its quantization settings.
+        config = copy.deepcopy(base_model.config)
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        full = type(base_model).from_pretrained(base, config=config)
+        model = PeftModel.from_pretrained(full, str(target.parent))
+    merged = model.merge_and_unload()
+    merged.save_pretrained(str(target))
+    if tokenizer is not None:
+        tokenizer.save_pretrained(str(target))
+
+
+def build_metadata(
+    spec: TrainingSpec,
+    *,
+    job_name: str,
+    artifact: Artifact,
+    metrics: dict[str, float],
+    warnings: list[str],
+    train_rows: int,
+    validation_rows: int | None,
+    quantized: bool,
+    trainer_args: Any,
+    global_step: int | None,
+    resumed_from: int | None,
+    started_at: datetime,
+    finished_at: datetime,
+    duration: float,
+) -> dict[str, Any]:
+    """The contents of kubetune.json: enough to know what was trained, from what, how."""
+    return {
+        "kubetuneVersion": __version__,
+        "job": job_name,
+        "task": spec.task,
+        "base": {"model": spec.base.model, "revision": spec.base.revision},
+        "data": {
+            "train": spec.data.train,
+            "validation": spec.data.validation,
+            "columns": spec.data.columns,
+            "format": spec.data.format,
+            "trainRows": train_rows,
+            "validationRows": validation_rows,
+        },
+        "maxLength": spec.max_length,
+        "quantize": {"requested": spec.quantize, "applied": quantized},
+        "lora": spec.lora,
+        "trainingArgs": spec.training_args,
+        "resolvedTrainingArgs": _changed_training_args(trainer_args),
+        "artifact": artifact.model_dump(mode="json", by_alias=True, exclude_none=True),
+        "metrics": metrics,
+        "warnings": warnings,
+        "globalStep": global_step,
+        "resumedFromStep": resumed_from,
+        "versions": library_versions(),
+        "startedAt": started_at.isoformat(),
+        "finishedAt": finished_at.isoformat(),
+        "durationSeconds": round(duration, 3),
+    }
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version(), "kubetune": __version__}
+    for name in _VERSIONED:
+        try:
+            versions[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def _changed_training_args(args: Any) -> dict[str, Any]:
+    """The TrainingArguments that differ from transformers' defaults (paths left out)."""
+    if args is None:
+        return {}
+    from transformers import TrainingArguments
+
+    defaults = TrainingArguments(output_dir=args.output_dir).to_dict()
+    skip = {"output_dir", "logging_dir"}
+    changed = {}
+    for key, value in args.to_dict().items():
+        if key not in skip and defaults.get(key) != value:
+            changed[key] = value if _json_safe(value) else str(value)
+    return changed
+
+
+def _json_safe(value: Any) -> bool:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _global_step(trainer: Any) -> int | None:
+    inner = getattr(trainer, "trainer", None)
+    state = getattr(inner, "state", None)
+    return getattr(state, "global_step", None)
+
+
+def _trainer_step(checkpoint: Path) -> int | None:
+    try:
+        return int(json.loads((checkpoint / "trainer_state.json").read_text())["global_step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """A torch / CUDA / host out-of-memory anywhere in the exception chain."""
+    for link in _chain(error):
+        if isinstance(link, MemoryError):
+            return True
+        if type(link).__name__ == "OutOfMemoryError":  # torch.OutOfMemoryError, torch.cuda's alias
+            return True
+        if isinstance(link, RuntimeError) and "out of memory" in str(link).lower():
+            return True
+    return False
+
+
+def is_missing_on_hub(error: BaseException) -> bool:
+    """A repository or revision that does not exist (or is gated): a spec problem, not a retry."""
+    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
+
+    return any(isinstance(link, RepositoryNotFoundError | RevisionNotFoundError) for link in _chain(error))
+
+
+def _chain(error: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and all(current is not s for s in seen):
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
