@@ -219,9 +219,7 @@ class CheckpointUploader(TrainerCallback):
     def __init__(self, output: OutputLocation) -> None:
         self.output = output
 
-    def on_save(
-        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
-    ) -> None:
+    def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         if self.output.remote is None or not state.is_world_process_zero:
             return
         checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"

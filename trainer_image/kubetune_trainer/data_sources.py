@@ -213,8 +213,7 @@ def parse_hub_uri(uri: str, default_split: str) -> tuple[str, dict[str, str]]:
     for key, values in parse_qs(parts.query, keep_blank_values=True).items():
         if key not in HUB_OPTIONS:
             raise DataError(
-                f"{uri}: unknown option {key!r}{closest(key, HUB_OPTIONS)}; "
-                f"hf:// takes {', '.join(HUB_OPTIONS)}"
+                f"{uri}: unknown option {key!r}{closest(key, HUB_OPTIONS)}; hf:// takes {', '.join(HUB_OPTIONS)}"
             )
         options[key] = values[-1]
     return name, options
