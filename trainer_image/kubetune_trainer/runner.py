@@ -14,7 +14,6 @@ exit 1, retried by the Job's backoffLimit).
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import math
 import platform
@@ -26,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from kubetune_trainer import __version__
-from kubetune_trainer.errors import ConfigError, closest
+from kubetune_trainer.errors import ConfigError
 from kubetune_trainer.protocol import (
     EXIT_FAILED,
     EXIT_INVALID_CONFIG,
@@ -91,18 +90,18 @@ def run_training(
         return failed("TrainingError", f"{type(error).__name__}: {error}")
 
 
-def training_argument_names() -> frozenset[str]:
-    from transformers import TrainingArguments
+def check_training_args(args: dict[str, Any], output_dir: str) -> None:
+    """ConfigError for trainingArgs a TrainingArguments would reject (names and values).
 
-    return frozenset(field.name for field in dataclasses.fields(TrainingArguments) if field.init)
+    Built once here, with the defaults the real run gets, so a typo fails before the data
+    and the model are loaded; HFTrainer builds the real one (same helper) later.
+    """
+    from kubetune_trainer.training_args import build_training_args
 
-
-def check_training_args(args: dict[str, Any]) -> None:
-    """ConfigError for a trainingArgs key that is not a TrainingArguments field."""
-    valid = training_argument_names()
-    for name in args:
-        if name not in valid:
-            raise ConfigError(f"trainingArgs.{name}: not a transformers TrainingArguments field{closest(name, valid)}")
+    try:
+        build_training_args({**RUN_DEFAULTS, **args, "output_dir": output_dir})
+    except ConfigError as error:
+        raise ConfigError(f"trainingArgs: {error}") from None
 
 
 def resolve_base(spec: TrainingSpec, warnings: list[str]) -> str:
@@ -145,10 +144,10 @@ def _run(spec: TrainingSpec, job_name: str, on_progress: Callable[[Progress], No
     warnings: list[str] = []
 
     # 1. Everything checkable without touching a model.
-    check_training_args(spec.training_args)
     if spec.output is None:
         raise ConfigError("output.uri: required (the operator sets a default; kubetune run uses outputs/NAME)")
     output = artifacts.open_output(spec.output.uri)
+    check_training_args(spec.training_args, str(output.local_dir))
     data = load_data(spec.data)
     base = resolve_base(spec, warnings)
     checkpoint, resume_warnings = artifacts.prepare_resume(output)
