@@ -1,0 +1,240 @@
+"""`HFTrainer`: txtai's HFTrainer call signature and behaviour, on transformers' Trainer.
+
+    from kubetune_trainer import HFTrainer
+
+    trainer = HFTrainer()
+    model, tokenizer = trainer("bert-base-uncased", [{"text": "...", "label": 0}, ...])
+
+After a call the instance keeps what the container runtime reports: `warnings`,
+`metrics`, `quantized`, `adapter`, `labels` and the `trainer` itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from typing import Any
+
+from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+from transformers import (
+    BitsAndBytesConfig,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    Trainer,
+    TrainerCallback,
+    set_seed,
+)
+from transformers.trainer_utils import get_last_checkpoint
+
+from kubetune_trainer.errors import ConfigError
+from kubetune_trainer.inputs import to_dataset
+from kubetune_trainer.labels import LabelScheme
+from kubetune_trainer.metrics import Metrics
+from kubetune_trainer.models import LoadReport, load_base, load_model
+from kubetune_trainer.peft_config import lora_config, plan_quantization, quantization_config
+from kubetune_trainer.tasks import check_task, prepare
+from kubetune_trainer.training_args import build_training_args
+
+logger = logging.getLogger(__name__)
+
+QuantizeArg = bool | dict[str, Any] | BitsAndBytesConfig | None
+LoraArg = bool | dict[str, Any] | LoraConfig | None
+
+# Reported train metrics (the contract with the runtime): these plus eval metrics.
+TRAIN_METRICS = ("train_loss", "train_runtime", "train_samples_per_second")
+_DEFAULT_LABEL = re.compile(r"LABEL_\d+")
+
+
+class HFTrainer:
+    """Trains a Hugging Face transformers model for one of six tasks."""
+
+    def __init__(self) -> None:
+        """Fresh state; every call resets it."""
+        self._reset()
+
+    def _reset(self) -> None:
+        self.warnings: list[str] = []
+        self.metrics: dict[str, float] = {}
+        self.quantized: bool = False
+        self.adapter: bool = False
+        self.labels: LabelScheme | None = None
+        self.trainer: Trainer | None = None
+
+    def _warn(self, message: str) -> None:
+        logger.warning(message)
+        self.warnings.append(message)
+
+    def __call__(
+        self,
+        base: Any,
+        train: Any,
+        validation: Any = None,
+        columns: tuple[str, ...] | list[str] | None = None,
+        maxlength: int | None = None,
+        stride: int = 128,
+        task: str = "text-classification",
+        prefix: str | None = None,
+        metrics: Metrics | None = None,
+        tokenizers: int | bool | None = None,
+        checkpoint: str | bool | None = None,
+        quantize: QuantizeArg = None,
+        lora: LoraArg = None,
+        callbacks: list[TrainerCallback] | None = None,
+        **args: Any,
+    ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+        """Train `base` on `train` and return (model, tokenizer), the model in eval mode.
+
+        Args:
+            base: hub id, local path, or (model, tokenizer) from an earlier run
+            train: list of dicts, pandas DataFrame, datasets.Dataset or data URI
+            validation: optional evaluation data, same forms as train
+            columns: columns to read, in task order (see `tasks.task_columns`)
+            maxlength: maximum tokens per row; default the tokenizer's limit
+            stride: question-answering window overlap in tokens
+            task: text-classification, language-generation, language-modeling,
+                question-answering, sequence-sequence or token-detection
+            prefix: sequence-sequence text prepended to every source
+            metrics: compute_metrics function for evaluation
+            tokenizers: tokenization worker processes (True: one per CPU)
+            checkpoint: resume from this checkpoint folder, or True for the latest in output_dir
+            quantize: True (4-bit NF4), a dict of BitsAndBytesConfig arguments, or a config
+            lora: True (r 16, alpha 8, all-linear), a dict of LoraConfig arguments, or a config
+            callbacks: transformers TrainerCallbacks (progress reporting)
+            args: any transformers.TrainingArguments field (plus group_by_length)
+        """
+        self._reset()
+
+        # Everything a user can get wrong is checked before any model is loaded.
+        task = check_task(task)
+        quantization = quantization_config(quantize)
+        adapter = lora_config(task, lora)
+        if adapter is not None and task == "token-detection":
+            raise ConfigError("lora is not supported with task token-detection")
+        if quantization is not None and adapter is None:
+            raise ConfigError("quantize needs lora: a quantized model can only be trained through an adapter")
+        training = build_training_args(args)
+        train_data = to_dataset(train, "train")
+        validation_data = to_dataset(validation, "validation") if validation is not None else None
+        resume = self._resume_point(checkpoint, training.output_dir)
+
+        set_seed(training.seed)
+        config, tokenizer, maxlength = load_base(base, maxlength)
+        if tokenizer.pad_token is None:
+            # As the seed: pad with EOS. Our causal LM collator still keeps EOS in the labels.
+            tokenizer.pad_token = tokenizer.eos_token
+
+        prepared = prepare(
+            task,
+            train_data,
+            validation_data,
+            tokenizer,
+            columns,
+            maxlength,
+            stride=stride,
+            prefix=prefix,
+            workers=os.cpu_count() if tokenizers is True else (tokenizers or None),
+            pad_to_multiple_of=8 if training.fp16 or training.bf16 else None,
+            lengths=training.train_sampling_strategy == "group_by_length",
+            known_labels=_named_labels(config),
+        )
+        for warning in prepared.warnings:
+            self._warn(warning)
+        self.labels = prepared.labels
+
+        model = self.model(task, base, config, prepared.labels, tokenizer, quantization)
+        if model.config.pad_token_id is None:
+            model.config.pad_token_id = tokenizer.pad_token_id
+        trained = self._peft(model, adapter, training.gradient_checkpointing)
+        if hasattr(prepared.collator, "model"):
+            # Seq2seq collator builds decoder inputs with the model's own helper.
+            prepared.collator.model = model
+
+        self.trainer = Trainer(
+            model=trained,
+            args=training,
+            data_collator=prepared.collator,
+            train_dataset=prepared.train,
+            eval_dataset=prepared.validation,
+            processing_class=tokenizer,
+            compute_metrics=metrics,
+            callbacks=callbacks,
+        )
+        output = self.trainer.train(resume_from_checkpoint=resume)
+        self.metrics = {key: float(output.metrics[key]) for key in TRAIN_METRICS if key in output.metrics}
+        if prepared.validation is not None:
+            evaluated = self.trainer.evaluate()
+            self.metrics.update(
+                {key.removeprefix("eval_"): float(value) for key, value in evaluated.items()
+                 if key.startswith("eval_") and isinstance(value, (int, float))}
+            )
+
+        if training.output_dir and training.should_save:
+            # Full model, or only the adapter with LoRA; the tokenizer goes beside it.
+            self.trainer.save_model()
+            self.trainer.save_state()
+
+        return trained.eval(), tokenizer
+
+    def model(
+        self,
+        task: str,
+        base: Any,
+        config: PretrainedConfig,
+        labels: int | LabelScheme | None,
+        tokenizer: PreTrainedTokenizerBase,
+        quantize: QuantizeArg,
+    ) -> PreTrainedModel:
+        """Load the model to train for `task` (the seed's public `model` method).
+
+        `labels`: number of labels (or a LabelScheme) for text-classification.
+        Quantization without a GPU is skipped and recorded in `self.warnings`, unless
+        `KUBETUNE_QUANTIZE_ON_CPU=1` forces bitsandbytes on CPU.
+        """
+        plan = plan_quantization(quantization_config(quantize))
+        report = LoadReport()
+        model = load_model(check_task(task), base, config, labels, tokenizer, plan, report)
+        for warning in report.warnings:
+            self._warn(warning)
+        self.quantized = report.quantized
+        return model
+
+    def _peft(self, model: PreTrainedModel, adapter: LoraConfig | None, checkpointing: bool) -> Any:
+        """Wrap `model` with a LoRA adapter when asked; k-bit preparation only when quantized."""
+        if adapter is None:
+            return model
+        if self.quantized:
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing)
+        wrapped = get_peft_model(model, adapter)
+        trainable, total = wrapped.get_nb_trainable_parameters()
+        logger.info("LoRA: %d of %d parameters trainable", trainable, total)
+        self.adapter = True
+        return wrapped
+
+    @staticmethod
+    def _resume_point(checkpoint: str | bool | None, output_dir: str) -> str | bool | None:
+        """What to pass to `trainer.train(resume_from_checkpoint=...)`, checked up front."""
+        if checkpoint is True:
+            if not output_dir or not os.path.isdir(output_dir) or get_last_checkpoint(output_dir) is None:
+                raise ConfigError(
+                    f"checkpoint=True resumes from the latest checkpoint-* folder in output_dir, "
+                    f"but {output_dir or 'output_dir (not set)'!s} has none"
+                )
+            return True
+        if isinstance(checkpoint, (str, os.PathLike)):
+            if not os.path.isdir(checkpoint):
+                raise ConfigError(f"checkpoint {checkpoint!s} is not a folder")
+            return os.fspath(checkpoint)
+        return None
+
+
+def _named_labels(config: PretrainedConfig) -> dict[str, int] | None:
+    """The base config's label2id when it holds real names (not LABEL_0, LABEL_1, ...)."""
+    label2id = dict(getattr(config, "label2id", None) or {})
+    if not label2id or all(_DEFAULT_LABEL.fullmatch(str(name)) for name in label2id):
+        return None
+    return {str(name): int(index) for name, index in label2id.items()}
+
+
+__all__ = ["HFTrainer"]

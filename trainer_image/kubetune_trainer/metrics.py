@@ -1,0 +1,53 @@
+"""Default evaluation metrics per task (used when the caller passes no `metrics`).
+
+text-classification covers three label kinds and the metric follows what the
+predictions look like, since the label kind is only known after reading the data:
+
+* one output column and float labels: regression -> mse (and mae);
+* 2-D float labels of 0/1: multi-label -> subset accuracy (every label right) and
+  micro-F1 over all label decisions (logit > 0, i.e. sigmoid > 0.5);
+* otherwise: single-label -> accuracy of the argmax.
+
+Other tasks return None (the Trainer's eval loss is the useful number there).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from transformers import EvalPrediction
+
+Metrics = Callable[[EvalPrediction], dict[str, float]]
+
+
+def _logits(predictions: object) -> np.ndarray:
+    # Some models return a tuple (logits, hidden states, ...): the logits come first.
+    while isinstance(predictions, (tuple, list)):
+        predictions = predictions[0]
+    return np.asarray(predictions)
+
+
+def classification_metrics(prediction: EvalPrediction) -> dict[str, float]:
+    """accuracy / mse / subset accuracy + micro-F1, depending on the label kind."""
+    logits = _logits(prediction.predictions)
+    labels = np.asarray(prediction.label_ids)
+    if labels.ndim == 2 and logits.ndim == 2 and labels.shape == logits.shape and logits.shape[1] > 1:
+        predicted = logits > 0
+        truth = labels > 0.5
+        tp = float(np.sum(predicted & truth))
+        fp = float(np.sum(predicted & ~truth))
+        fn = float(np.sum(~predicted & truth))
+        f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0
+        return {"accuracy": float(np.mean(np.all(predicted == truth, axis=1))), "f1": f1}
+    if logits.ndim == 1 or logits.shape[-1] == 1:
+        error = logits.reshape(-1) - labels.reshape(-1).astype(np.float64)
+        return {"mse": float(np.mean(error**2)), "mae": float(np.mean(np.abs(error)))}
+    return {"accuracy": float(np.mean(np.argmax(logits, axis=-1) == labels))}
+
+
+def default_metrics(task: str) -> Metrics | None:
+    """The compute_metrics function for `task`, or None when the eval loss is enough."""
+    if task == "text-classification":
+        return classification_metrics
+    return None

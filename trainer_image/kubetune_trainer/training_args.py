@@ -1,0 +1,81 @@
+"""Build `transformers.TrainingArguments` from keyword arguments, with the seed's defaults.
+
+Defaults (each overridable): nothing written to disk unless `output_dir` is given
+(output_dir "", save_strategy "no"), no experiment trackers, warning-level logs, CPU
+when no accelerator. A misspelt argument is a ConfigError naming the
+closest valid names, instead of a TypeError deep inside transformers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+from transformers import TrainingArguments
+
+from kubetune_trainer.errors import ConfigError, closest
+
+# Names accepted on top of TrainingArguments' fields. `group_by_length` was a
+# TrainingArguments field before transformers 5 (now train_sampling_strategy).
+ALIASES: dict[str, tuple[str, Any]] = {
+    "group_by_length": ("train_sampling_strategy", "group_by_length"),
+}
+
+
+class KubetuneTrainingArguments(TrainingArguments):
+    """TrainingArguments whose output_dir may be empty: then nothing is saved.
+
+    transformers 5 creates output_dir whenever should_save is true, which fails for "".
+    """
+
+    @property
+    def should_save(self) -> bool:
+        """The usual main-process rule, and only when there is somewhere to save."""
+        return bool(self.output_dir) and super().should_save
+
+
+def training_fields() -> list[str]:
+    """Every keyword TrainingArguments accepts in the installed transformers."""
+    return [field.name for field in dataclasses.fields(TrainingArguments) if field.init]
+
+
+def has_accelerator() -> bool:
+    """True when torch sees a CUDA or Apple MPS device."""
+    mps = getattr(torch.backends, "mps", None)
+    return torch.cuda.is_available() or bool(mps and mps.is_available())
+
+
+def defaults() -> dict[str, Any]:
+    """The seed's default TrainingArguments values."""
+    return {
+        "output_dir": "",
+        "save_strategy": "no",
+        "report_to": "none",
+        "log_level": "warning",
+        "use_cpu": not has_accelerator(),
+    }
+
+
+def build_training_args(updates: dict[str, Any]) -> KubetuneTrainingArguments:
+    """TrainingArguments from the defaults overridden by `updates`."""
+    valid = training_fields()
+    unknown = [name for name in updates if name not in valid and name not in ALIASES]
+    if unknown:
+        hints = "; ".join(f"{name!r}{closest(name, [*valid, *ALIASES])}" for name in unknown)
+        raise ConfigError(f"unknown training argument {hints}")
+
+    values = defaults()
+    for name, value in updates.items():
+        if name in ALIASES:
+            target, on = ALIASES[name]
+            if value:
+                values[target] = on
+        else:
+            values[name] = value
+    if values.get("output_dir") is None:
+        values["output_dir"] = ""
+    try:
+        return KubetuneTrainingArguments(**values)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"invalid training arguments: {error}") from error
