@@ -1,0 +1,64 @@
+"""Training progress from the trainer's log lines into `status.progress` (pure).
+
+The trainer prints one `{"kubetuneProgress": {...}}` line per logging step; the operator
+reads only the tail of the pod log (LOG_TAIL_LINES lines) and keeps the newest report.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from kubetune_trainer.protocol import Progress, last_progress
+
+# Enough lines to find the newest report past interleaved library output (warnings,
+# tqdm lines), few enough that one read per job per interval stays cheap.
+LOG_TAIL_LINES = 200
+LOG_LIMIT_BYTES = 256 * 1024
+
+
+def rfc3339(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def progress_status(progress: Progress, now: datetime) -> dict[str, Any]:
+    """The status.progress object for one report read at `now`."""
+    percent = 0
+    if progress.max_steps > 0:
+        percent = max(0, min(100, int(100 * progress.step / progress.max_steps)))
+    status: dict[str, Any] = {"step": progress.step, "maxSteps": progress.max_steps, "percent": percent}
+    if progress.epoch is not None:
+        status["epoch"] = round(progress.epoch, 4)
+    if progress.loss is not None:
+        status["loss"] = round(progress.loss, 6)
+    if progress.learning_rate is not None:
+        status["learningRate"] = progress.learning_rate
+    if progress.eval:
+        status["eval"] = {key: round(value, 6) for key, value in progress.eval.items()}
+    eta = estimated_completion(progress, now)
+    if eta is not None:
+        status["eta"] = rfc3339(eta)
+    status["updateTime"] = rfc3339(now)
+    return status
+
+
+def estimated_completion(progress: Progress, now: datetime) -> datetime | None:
+    """Now plus the remaining steps at the pace so far; None until there is a pace."""
+    if not progress.elapsed_seconds or progress.step <= 0 or progress.max_steps <= 0:
+        return None
+    remaining = max(0, progress.max_steps - progress.step)
+    return now + timedelta(seconds=progress.elapsed_seconds / progress.step * remaining)
+
+
+def progress_from_log(log_text: str, now: datetime) -> dict[str, Any] | None:
+    """status.progress for the newest report in a log tail, or None when there is none."""
+    progress = last_progress(log_text)
+    return None if progress is None else progress_status(progress, now)
+
+
+def same_progress(old: dict[str, Any] | None, new: dict[str, Any] | None) -> bool:
+    """Whether a new reading adds nothing: the clock-derived fields alone do not count."""
+    if old is None or new is None:
+        return old is new
+    volatile = {"eta", "updateTime"}
+    return {k: v for k, v in old.items() if k not in volatile} == {k: v for k, v in new.items() if k not in volatile}
