@@ -20,7 +20,7 @@ from kubetune_operator.manifest import FineTuneJobManifest
 from kubetune_trainer.protocol import Progress, Result
 from kubetune_trainer.spec import OutputSpec, TrainingSpec, uri_scheme
 
-# Metrics shown first, and named, in the summary; the rest follow alphabetically.
+# Eval metrics shown in the progress bar's postfix.
 _HEADLINE = ("accuracy", "f1", "loss")
 
 
@@ -127,9 +127,14 @@ def summary(result: Result) -> str:
     metrics = result.metrics
     if "accuracy" in metrics:
         lines.append(f"Validation accuracy: {metrics['accuracy']:.1%}")
-    shown = [name for name in _HEADLINE if name in metrics and name != "accuracy"]
-    shown += sorted(name for name in metrics if name not in _HEADLINE)
+    # HFTrainer reports eval metrics unprefixed and training ones as train_*.
+    shown = [
+        f"validation {name} {value:.4g}"
+        for name, value in sorted(metrics.items())
+        if name != "accuracy" and not name.startswith("train_")
+    ]
+    shown += [f"{name} {value:.4g}" for name, value in sorted(metrics.items()) if name.startswith("train_")]
     if shown:
-        lines.append("Metrics: " + ", ".join(f"{name} {metrics[name]:.4g}" for name in shown))
+        lines.append("Metrics: " + ", ".join(shown))
     lines += [f"warning: {warning}" for warning in result.warnings]
     return "\n".join(lines)

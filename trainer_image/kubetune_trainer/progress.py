@@ -64,8 +64,9 @@ class ProgressCallback(TrainerCallback):
     ) -> None:
         logs = logs or {}
         self.eval.update(eval_metrics(logs))
-        # The end-of-training summary logs the mean loss as train_loss, not loss.
-        loss = _number(logs.get("loss", logs.get("train_loss")))
+        # Only the per-step "loss": the end-of-training summary's train_loss is the mean over
+        # the whole run, which would make the last report jump back up.
+        loss = _number(logs.get("loss"))
         if loss is not None:
             self.loss = loss
         learning_rate = _number(logs.get("learning_rate"))

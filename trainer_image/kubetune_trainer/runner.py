@@ -54,6 +54,8 @@ RUN_DEFAULTS: dict[str, Any] = {
 # Files of other frameworks a pinned-revision download can skip.
 _SNAPSHOT_IGNORE = ["*.onnx", "onnx/*", "openvino/*", "*.h5", "*.msgpack", "*.ot", "*.tflite", "coreml/*"]
 
+_EVAL_TIMINGS = frozenset({"runtime", "samples_per_second", "steps_per_second"})
+
 _VERSIONED = ("torch", "transformers", "datasets", "peft", "accelerate", "bitsandbytes", "fsspec")
 
 
@@ -142,6 +144,7 @@ def _run(spec: TrainingSpec, job_name: str, on_progress: Callable[[Progress], No
     started_at = datetime.now(timezone.utc)
     started = time.monotonic()
     warnings: list[str] = []
+    _quiet_library_bars()
 
     # 1. Everything checkable without touching a model.
     if spec.output is None:
@@ -190,7 +193,10 @@ def _run(spec: TrainingSpec, job_name: str, on_progress: Callable[[Progress], No
             merged_uri = output.uri_of(artifacts.MERGED_DIR)
         else:
             warnings.append("output.mergeAdapter ignored: no LoRA adapter was trained")
-    metrics = {key: float(value) for key, value in trainer.metrics.items() if _finite(value)}
+    # Eval timings (runtime, samples_per_second, ...) say nothing about the model.
+    metrics = {
+        key: float(value) for key, value in trainer.metrics.items() if _finite(value) and key not in _EVAL_TIMINGS
+    }
     artifact = Artifact(uri=output.uri, kind=kind, merged_uri=merged_uri)
     finished_at = datetime.now(timezone.utc)
     artifacts.write_metadata(
@@ -214,6 +220,17 @@ def _run(spec: TrainingSpec, job_name: str, on_progress: Callable[[Progress], No
     )
     artifacts.publish(output)
     return Result(outcome="Succeeded", artifact=artifact, metrics=metrics, warnings=warnings)
+
+
+def _quiet_library_bars() -> None:
+    """No download / "Writing model shards" bars: progress is reported as JSON lines."""
+    import datasets
+    from huggingface_hub.utils import disable_progress_bars
+    from transformers.utils import logging as transformers_logging
+
+    disable_progress_bars()
+    transformers_logging.disable_progress_bar()
+    datasets.disable_progress_bars()  # "Tokenizing" bars of Dataset.map
 
 
 def save_merged(model: Any, tokenizer: Any, base: str, target: Path, quantized: bool) -> None:
