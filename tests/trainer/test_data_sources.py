@@ -149,7 +149,7 @@ def test_hub_source_calls_load_dataset(monkeypatch: pytest.MonkeyPatch) -> None:
     def fake_load_dataset(name: str, config: str | None, split: str, revision: str | None) -> datasets.Dataset:
         calls.append((name, config, split, revision))
         if split == "nope":
-            raise ValueError('Unknown split "nope". Should be one of [\'train\', \'validation\'].')
+            raise ValueError("Unknown split \"nope\". Should be one of ['train', 'validation'].")
         return datasets.Dataset.from_list(ROWS)
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
