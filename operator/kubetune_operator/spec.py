@@ -8,7 +8,7 @@ here is what `kubectl explain finetunejob.spec.<field>` prints.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -25,6 +25,11 @@ KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 
 # Kubernetes resource.Quantity, e.g. 500m, 2, 16Gi, 1.5G, 1e3.
 QUANTITY_PATTERN = r"^[+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+|[numkMGTPE]|[KMGTPE]i)?$"
+
+# Bounded strings keep the CRD's CEL immutability rules within the API server's cost
+# budget (an unbounded string is costed as if it were megabytes long).
+LabelValue = Annotated[str, Field(max_length=63)]
+AnnotationValue = Annotated[str, Field(max_length=8192)]
 
 # Env names that hold credentials: their values must come from a Secret, never inline.
 _SECRET_ENV = re.compile(r"(TOKEN|SECRET|PASSWORD|ACCESS_KEY|CREDENTIALS|_KEY$)", re.IGNORECASE)
@@ -63,9 +68,11 @@ class Resources(SpecModel):
 class Toleration(SpecModel):
     """A core/v1 Toleration."""
 
-    key: str | None = Field(default=None, description="Taint key to tolerate; empty with Exists matches all.")
+    key: str | None = Field(
+        default=None, max_length=317, description="Taint key to tolerate; empty with Exists matches all."
+    )
     operator: Literal["Exists", "Equal"] | None = Field(default=None, description="Exists or Equal (default).")
-    value: str | None = Field(default=None, description="Taint value to match with operator Equal.")
+    value: str | None = Field(default=None, max_length=63, description="Taint value to match with operator Equal.")
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
         default=None, description="Taint effect to match; empty matches all."
     )
@@ -77,16 +84,16 @@ class Toleration(SpecModel):
 class SecretKeySelector(SpecModel):
     """A key of a Secret in the FineTuneJob's namespace."""
 
-    name: str = Field(min_length=1, description="Secret name.")
-    key: str = Field(min_length=1, description="Key within the Secret.")
+    name: str = Field(min_length=1, max_length=253, description="Secret name.")
+    key: str = Field(min_length=1, max_length=253, description="Key within the Secret.")
     optional: bool | None = Field(default=None, description="Start even if the Secret or key is missing.")
 
 
 class ConfigMapKeySelector(SpecModel):
     """A key of a ConfigMap in the FineTuneJob's namespace."""
 
-    name: str = Field(min_length=1, description="ConfigMap name.")
-    key: str = Field(min_length=1, description="Key within the ConfigMap.")
+    name: str = Field(min_length=1, max_length=253, description="ConfigMap name.")
+    key: str = Field(min_length=1, max_length=253, description="Key within the ConfigMap.")
     optional: bool | None = Field(default=None, description="Start even if the ConfigMap or key is missing.")
 
 
@@ -106,8 +113,10 @@ class EnvVarSource(SpecModel):
 class EnvVar(SpecModel):
     """An environment variable for the trainer. Credentials only by reference."""
 
-    name: str = Field(min_length=1, pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$", description="Variable name.")
-    value: str | None = Field(default=None, description="A plain, non-secret value.")
+    name: str = Field(
+        min_length=1, max_length=256, pattern=r"^[-._a-zA-Z][-._a-zA-Z0-9]*$", description="Variable name."
+    )
+    value: str | None = Field(default=None, max_length=32768, description="A plain, non-secret value.")
     value_from: EnvVarSource | None = Field(
         default=None, description="Take the value from a Secret or ConfigMap key (use this for credentials)."
     )
@@ -127,14 +136,14 @@ class EnvVar(SpecModel):
 class LocalObjectReference(SpecModel):
     """A Secret or ConfigMap in the FineTuneJob's namespace."""
 
-    name: str = Field(min_length=1, description="Object name.")
+    name: str = Field(min_length=1, max_length=253, description="Object name.")
     optional: bool | None = Field(default=None, description="Start even if it is missing.")
 
 
 class EnvFromSource(SpecModel):
     """Every key of a Secret or ConfigMap as environment variables."""
 
-    prefix: str | None = Field(default=None, description="Prepended to every variable name.")
+    prefix: str | None = Field(default=None, max_length=256, description="Prepended to every variable name.")
     secret_ref: LocalObjectReference | None = Field(default=None, description="A Secret to import.")
     config_map_ref: LocalObjectReference | None = Field(default=None, description="A ConfigMap to import.")
 
@@ -149,14 +158,18 @@ class FineTuneJobSpec(TrainingSpec):
     """A fine-tuning run: what to train (task, base, data, ...) and where to run it."""
 
     image: str | None = Field(
-        default=None, min_length=1, description="Trainer image. Default: the operator's configured image."
+        default=None,
+        min_length=1,
+        max_length=1024,
+        description="Trainer image. Default: the operator's configured image.",
     )
     resources: Resources = Field(default_factory=Resources, description="GPUs, CPU, memory and disk per pod.")
-    node_selector: dict[str, str] = Field(
-        default_factory=dict, description="Node labels the trainer pod must run on."
+    node_selector: dict[str, LabelValue] = Field(
+        default_factory=dict, max_length=64, description="Node labels the trainer pod must run on."
     )
     tolerations: list[Toleration] = Field(
         default_factory=list,
+        max_length=32,
         description="Extra tolerations. A toleration for the GPU taint is added when gpus > 0.",
     )
     affinity: dict[str, Any] | None = Field(
@@ -164,23 +177,30 @@ class FineTuneJobSpec(TrainingSpec):
         description="A core/v1 Affinity for the trainer pod.",
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
-    priority_class_name: str | None = Field(default=None, description="PriorityClass of the trainer pod.")
+    priority_class_name: str | None = Field(
+        default=None, max_length=253, description="PriorityClass of the trainer pod."
+    )
     service_account_name: str | None = Field(
         default=None,
+        max_length=253,
         description=(
             "ServiceAccount of the trainer pod (e.g. for workload identity to an object store). "
             "Its API token is never mounted."
         ),
     )
-    pod_labels: dict[str, str] = Field(default_factory=dict, description="Extra labels on the trainer pod.")
-    pod_annotations: dict[str, str] = Field(
-        default_factory=dict, description="Extra annotations on the trainer pod."
+    pod_labels: dict[str, LabelValue] = Field(
+        default_factory=dict, max_length=64, description="Extra labels on the trainer pod."
+    )
+    pod_annotations: dict[str, AnnotationValue] = Field(
+        default_factory=dict, max_length=64, description="Extra annotations on the trainer pod."
     )
     env: list[EnvVar] = Field(
-        default_factory=list, description="Environment for the trainer; credentials via valueFrom.secretKeyRef."
+        default_factory=list,
+        max_length=128,
+        description="Environment for the trainer; credentials via valueFrom.secretKeyRef.",
     )
     env_from: list[EnvFromSource] = Field(
-        default_factory=list, description="Secrets or ConfigMaps imported whole as environment."
+        default_factory=list, max_length=32, description="Secrets or ConfigMaps imported whole as environment."
     )
     backoff_limit: int = Field(
         default=3,

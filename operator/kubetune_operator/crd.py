@@ -1,0 +1,257 @@
+"""The FineTuneJob CustomResourceDefinition, generated from the pydantic models.
+
+`kubetune crd > crds/finetunejobs.kubetune.io.yaml` writes it; a test fails when the
+file differs from what the models generate. Pydantic's JSON schema is turned into a
+Kubernetes *structural* schema: references inlined, `anyOf [X, null]` collapsed to X
+(optional fields are simply not required), `bool | object` fields (quantize, lora)
+become untyped `x-kubernetes-preserve-unknown-fields`, free-form maps keep unknown
+fields, and JSON-schema keywords Kubernetes rejects (title, examples, const, null
+defaults, additionalProperties: false) are dropped.
+
+CEL rules (`x-kubernetes-validations`):
+
+* immutability: every typed spec field carries the transition rule `self == oldSelf`,
+  and the spec carries `has(self.f) == has(oldSelf.f)` for optional ones, so nothing
+  but `suspend` can change. CEL cannot see inside untyped or unknown-field values
+  (quantize, lora, trainingArgs, affinity); the operator detects changes to those
+  by a spec hash on the Job and posts a SpecChangeIgnored warning Event;
+* cross-field rules: columns per task, prefix only for sequence-sequence, a
+  persistent output location, env value xor valueFrom, credentials by reference.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import yaml
+
+from kubetune_operator.spec import (
+    API_GROUP,
+    API_VERSION,
+    CATEGORY,
+    KIND,
+    PLURAL,
+    SHORT_NAME,
+    SINGULAR,
+    FineTuneJobSpec,
+)
+from kubetune_operator.status_model import FineTuneJobStatus
+from kubetune_trainer.spec import OBJECT_STORE_SCHEMES, PVC_SCHEME
+
+Schema = dict[str, Any]
+
+DROP_KEYS = frozenset({"title", "examples", "$defs"})
+IMMUTABLE_MESSAGE = "is immutable once the FineTuneJob exists; only spec.suspend may change"
+
+# Spec fields CEL cannot compare: untyped (bool | object) or only unknown fields inside.
+OPAQUE_FIELDS = frozenset({"quantize", "lora", "trainingArgs", "affinity"})
+UNTYPED_FIELDS = frozenset({"quantize", "lora"})  # not even has() can see these
+
+PERSISTENT_OUTPUT_PATTERN = "^(" + "|".join(sorted({*OBJECT_STORE_SCHEMES, PVC_SCHEME})) + ")://"
+SECRET_NAME_PATTERN = "(?i)(TOKEN|SECRET|PASSWORD|ACCESS_KEY|CREDENTIALS|_KEY$)"
+
+
+def _resolve(node: Any, defs: dict[str, Schema]) -> Any:
+    if isinstance(node, list):
+        return [_resolve(item, defs) for item in node]
+    if not isinstance(node, dict):
+        return node
+    node = dict(node)
+    if "$ref" in node:
+        target = copy.deepcopy(defs[node.pop("$ref").rsplit("/", 1)[-1]])
+        # The field's own description (and extras) win over the model's docstring.
+        target.update(node)
+        node = target
+    if "allOf" in node and len(node["allOf"]) == 1:
+        inner = node.pop("allOf")[0]
+        node = {**_resolve(inner, defs), **node}
+    return {key: _resolve(value, defs) for key, value in node.items()}
+
+
+def _structural(node: Any) -> Any:
+    """Pydantic JSON schema -> Kubernetes structural schema (recursive)."""
+    if isinstance(node, list):
+        return [_structural(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if "anyOf" in node:
+        node = dict(node)
+        options = [option for option in node.pop("anyOf") if option.get("type") != "null"]
+        if len(options) == 1:
+            node = {**options[0], **node}
+        else:
+            # bool | object (quantize, lora): no single type; the trainer validates the value.
+            node.pop("type", None)
+            node.pop("additionalProperties", None)
+            node["x-kubernetes-preserve-unknown-fields"] = True
+    node = {key: value for key, value in node.items() if key not in DROP_KEYS}
+    if "default" in node and node["default"] is None:
+        del node["default"]
+
+    if node.get("type") == "object":
+        extra = node.get("additionalProperties")
+        if "properties" in node or extra is False:
+            node.pop("additionalProperties", None)  # Kubernetes prunes unknown fields anyway
+        elif extra is True or extra == {}:
+            node.pop("additionalProperties", None)
+            node["x-kubernetes-preserve-unknown-fields"] = True
+        elif extra is None and "properties" not in node:
+            node["x-kubernetes-preserve-unknown-fields"] = True
+        if node.get("x-kubernetes-preserve-unknown-fields"):
+            node.pop("default", None)  # an empty default object adds nothing
+    if "maxLength" in node and node.get("type") == "object":
+        node["maxProperties"] = node.pop("maxLength")
+    if "minLength" in node and node.get("type") == "object":
+        node["minProperties"] = node.pop("minLength")
+    if "default" in node and isinstance(node["default"], (dict, list)) and not node["default"]:
+        del node["default"]
+
+    return {key: _structural(value) for key, value in node.items()}
+
+
+def model_schema(model: type[Any]) -> Schema:
+    raw = model.model_json_schema(by_alias=True, mode="validation")
+    return _structural(_resolve(raw, raw.get("$defs", {})))
+
+
+def _add_rule(node: Schema, rule: str, message: str, **extra: str) -> None:
+    node.setdefault("x-kubernetes-validations", []).append({"rule": rule, "message": message, **extra})
+
+
+def spec_schema() -> Schema:
+    schema = model_schema(FineTuneJobSpec)
+    props: dict[str, Schema] = schema["properties"]
+    required = set(schema.get("required", []))
+
+    presence: list[str] = []
+    for name, field in props.items():
+        if name == "suspend":
+            continue
+        if name not in OPAQUE_FIELDS:
+            _add_rule(field, "self == oldSelf", f"spec.{name} {IMMUTABLE_MESSAGE}")
+        if name not in required and name not in UNTYPED_FIELDS and "default" not in field:
+            presence.append(name)
+    for name in presence:
+        _add_rule(
+            schema,
+            f"has(self.{name}) == has(oldSelf.{name})",
+            f"spec.{name} {IMMUTABLE_MESSAGE}",
+            fieldPath=f".{name}",
+        )
+
+    # Cross-field rules, mirroring the model's validators where CEL can express them.
+    _add_rule(
+        schema,
+        "!has(self.prefix) || self.task == 'sequence-sequence'",
+        "spec.prefix is only used by task sequence-sequence",
+        fieldPath=".prefix",
+    )
+    _add_rule(
+        schema,
+        "!has(self.data.columns) || ("
+        "self.task == 'text-classification' ? size(self.data.columns) in [2, 3] : "
+        "self.task == 'question-answering' ? size(self.data.columns) == 3 : "
+        "self.task == 'sequence-sequence' ? size(self.data.columns) == 2 : "
+        "size(self.data.columns) == 1)",
+        "spec.data.columns: text-classification reads (text, label) or (text1, text2, label); "
+        "question-answering (question, context, answers); sequence-sequence (source, target); "
+        "other tasks (text)",
+        fieldPath=".data.columns",
+    )
+    _add_rule(
+        props["output"],
+        f"self.uri.matches('{PERSISTENT_OUTPUT_PATTERN}')",
+        "spec.output.uri: the model must outlive the pod; use pvc://CLAIM/PATH or an object store "
+        "(s3://, gs://, az://, ...)",
+        fieldPath=".uri",
+    )
+    env_item = props["env"]["items"]
+    _add_rule(env_item, "!(has(self.value) && has(self.valueFrom))", "env: set value or valueFrom, not both")
+    _add_rule(
+        env_item,
+        f"!has(self.value) || size(self.value) == 0 || !self.name.matches('{SECRET_NAME_PATTERN}')",
+        "env: this name looks like a credential; put it in a Secret and use valueFrom.secretKeyRef",
+    )
+    value_from = env_item["properties"]["valueFrom"]
+    _add_rule(
+        value_from,
+        "has(self.secretKeyRef) != has(self.configMapKeyRef)",
+        "valueFrom needs exactly one of secretKeyRef or configMapKeyRef",
+    )
+    _add_rule(
+        props["envFrom"]["items"],
+        "has(self.secretRef) != has(self.configMapRef)",
+        "envFrom entries need exactly one of secretRef or configMapRef",
+    )
+    return schema
+
+
+def status_schema() -> Schema:
+    return model_schema(FineTuneJobStatus)
+
+
+def build_crd() -> dict[str, Any]:
+    root: Schema = {
+        "type": "object",
+        "description": (
+            "A fine-tuning run of a Hugging Face model: the operator runs it as a batch/v1 Job "
+            "on a GPU node and reports progress, outcome and the trained model's location."
+        ),
+        "required": ["spec"],
+        "properties": {
+            "apiVersion": {"type": "string", "description": "API version: kubetune.io/v1alpha1."},
+            "kind": {"type": "string", "description": "FineTuneJob."},
+            "metadata": {"type": "object", "description": "Standard object metadata."},
+            "spec": spec_schema(),
+            "status": status_schema(),
+        },
+    }
+    columns = [
+        ("Phase", "string", ".status.phase", "Pending, Running, Succeeded, Failed or Suspended."),
+        ("Task", "string", ".spec.task", "Training task."),
+        ("Base", "string", ".spec.base.model", "Model being fine-tuned."),
+        ("Progress", "integer", ".status.progress.percent", "Percent of training steps done."),
+        ("Loss", "number", ".status.progress.loss", "Training loss at the last logging step."),
+        ("Age", "date", ".metadata.creationTimestamp", "Time since creation."),
+    ]
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {
+            "name": f"{PLURAL}.{API_GROUP}",
+            "labels": {"app.kubernetes.io/name": "kubetune", "app.kubernetes.io/part-of": "kubetune"},
+        },
+        "spec": {
+            "group": API_GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": KIND,
+                "listKind": f"{KIND}List",
+                "plural": PLURAL,
+                "singular": SINGULAR,
+                "shortNames": [SHORT_NAME],
+                "categories": [CATEGORY],
+            },
+            "versions": [
+                {
+                    "name": API_VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": [
+                        {"name": name, "type": kind, "jsonPath": path, "description": description}
+                        for name, kind, path, description in columns
+                    ],
+                    "schema": {"openAPIV3Schema": root},
+                }
+            ],
+        },
+    }
+
+
+HEADER = "# Generated by `kubetune crd` from kubetune_operator.spec; do not edit by hand.\n"
+
+
+def render_crd_yaml() -> str:
+    return HEADER + yaml.safe_dump(build_crd(), sort_keys=False, width=100, allow_unicode=True)
