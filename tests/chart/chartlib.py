@@ -108,8 +108,7 @@ def helm(*args: str) -> str:
 
 
 def values_file(values: Mapping[str, Any]) -> str:
-    handle = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False, prefix="values-")
-    with handle:
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False, prefix="values-") as handle:
         json.dump(values, handle)
     return handle.name
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from chartlib import CHART, REPO, VALUE_SETS, kinds, render
-
 import yaml
+from chartlib import CHART, REPO, VALUE_SETS, kinds, render
 
 SOURCE = REPO / "crds" / "finetunejobs.kubetune.io.yaml"
 CHART_COPY = CHART / "files" / "crds" / "finetunejobs.kubetune.io.yaml"
@@ -28,7 +27,8 @@ def test_chart_copy_is_identical_to_crds() -> None:
 
 def test_rendered_crd_is_the_source_plus_labels_and_keep() -> None:
     source = _load(SOURCE)
-    [crd] = [c for c in kinds(render(), "CustomResourceDefinition") if c["metadata"]["name"] == "finetunejobs.kubetune.io"]
+    crds = kinds(render(), "CustomResourceDefinition")
+    [crd] = [c for c in crds if c["metadata"]["name"] == "finetunejobs.kubetune.io"]
     assert crd["spec"] == source["spec"]
     assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     assert crd["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"

@@ -41,7 +41,7 @@ def test_namespaced_mode_flags_match_the_operator_settings() -> None:
 def test_namespaced_mode_defaults_to_the_release_namespace() -> None:
     c = container(render(VALUE_SETS["namespaced-release-ns"]))
     assert OperatorSettings.from_env(env_of(c)).namespaces == (NAMESPACE,)
-    assert ["--namespace", NAMESPACE] == c["args"][c["args"].index("--namespace") :][:2]
+    assert c["args"][c["args"].index("--namespace") :][:2] == ["--namespace", NAMESPACE]
 
 
 def test_peering_mode() -> None:

@@ -13,7 +13,8 @@ from chartlib import CHART, VALUE_SETS, HelmError, helm, render, values_file
 
 @pytest.mark.parametrize("name", sorted(VALUE_SETS))
 def test_lint_strict(name: str) -> None:
-    out = helm("lint", "--strict", str(CHART), "--namespace", "kubetune-system", "--values", values_file(VALUE_SETS[name]))
+    values = values_file(VALUE_SETS[name])
+    out = helm("lint", "--strict", str(CHART), "--namespace", "kubetune-system", "--values", values)
     assert "0 chart(s) failed" in out
 
 

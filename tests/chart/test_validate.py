@@ -44,7 +44,8 @@ def test_rendered_objects_validate(name: str, version: str) -> None:
         try:
             kubernetes_validate.validate(obj, version, strict=True)
         except kubernetes_validate.ValidationError as error:
-            pytest.fail(f"{obj['kind']}/{obj['metadata']['name']} ({name}, Kubernetes {version}): {error.message} at {list(error.path)}")
+            what = f"{obj['kind']}/{obj['metadata']['name']} ({name}, Kubernetes {version})"
+            pytest.fail(f"{what}: {error.message} at {list(error.path)}")
 
 
 def test_every_value_set_renders_expected_kinds() -> None:
