@@ -45,7 +45,7 @@ WORDS: tuple[str, ...] = tuple(
     hello world goodbye thanks yes no one two three four five six seven eight
     eins zwei drei vier hallo welt danke ja nein
     today yesterday tomorrow morning evening night
-    . , ? !
+    . , ? ! :
     """.split()  # noqa: SIM905 - a word list reads better as text
 )
 

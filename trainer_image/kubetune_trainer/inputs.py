@@ -12,12 +12,24 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from datasets import Dataset, DatasetDict
+from pyarrow.lib import ArrowInvalid, ArrowTypeError
 
 from kubetune_trainer.errors import DataError, closest
 
 
 def to_dataset(data: Any, role: str = "train") -> Dataset:
     """`data` as a non-empty `datasets.Dataset`; `DataError` when it cannot be one."""
+    try:
+        dataset = _convert(data, role)
+    except (ArrowInvalid, ArrowTypeError) as error:
+        # e.g. a column holding text in some rows and numbers in others.
+        raise DataError(f"{role}: the data cannot be read as a table: {error}") from None
+    if len(dataset) == 0:
+        raise DataError(f"{role}: the data has no rows")
+    return dataset
+
+
+def _convert(data: Any, role: str) -> Dataset:
     if isinstance(data, Dataset):
         dataset = data
     elif isinstance(data, DatasetDict):
@@ -48,8 +60,6 @@ def to_dataset(data: Any, role: str = "train") -> Dataset:
             f"{role}: unsupported data type {type(data).__name__}; pass a list of dicts, a pandas "
             "DataFrame, a datasets.Dataset or a data URI"
         )
-    if len(dataset) == 0:
-        raise DataError(f"{role}: the data has no rows")
     return dataset
 
 

@@ -1,0 +1,124 @@
+"""Label inference/encoding, default metrics and TrainingArguments building (no training)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from datasets import Dataset
+from transformers import EvalPrediction
+
+from kubetune_trainer.errors import ConfigError, DataError
+from kubetune_trainer.labels import infer_labels
+from kubetune_trainer.metrics import default_metrics
+from kubetune_trainer.training_args import build_training_args
+
+
+def _labels(values: list[object], known: dict[str, int] | None = None):
+    return infer_labels(Dataset.from_dict({"y": values}), "y", known)
+
+
+def test_int_labels_are_class_ids() -> None:
+    scheme = _labels([0, 2, 1, 2])
+    assert (scheme.kind, scheme.num_labels, scheme.names) == ("single", 3, None)
+    assert scheme.encode([2, 0]) == [2, 0]
+    with pytest.raises(DataError, match=r"not a class id in 0\.\.2"):
+        scheme.encode([3], "validation")
+
+
+def test_string_labels_are_encoded_with_names() -> None:
+    scheme = _labels(["dog", "cat", "dog"])
+    assert scheme.names == ("cat", "dog")
+    assert scheme.encode(["dog", "cat"]) == [1, 0]
+    assert scheme.id2label == {0: "cat", 1: "dog"} and scheme.label2id == {"cat": 0, "dog": 1}
+    with pytest.raises(DataError, match=r"label 'bird' does not occur in the training data"):
+        scheme.encode(["bird"], "validation")
+
+
+def test_string_labels_keep_known_ids_from_base() -> None:
+    scheme = _labels(["pos", "neg"], known={"pos": 0, "neutral": 1, "neg": 2})
+    assert scheme.names == ("pos", "neutral", "neg")
+    assert scheme.encode(["neg"]) == [2]
+
+
+def test_float_labels_are_regression() -> None:
+    scheme = _labels([0.5, 1.0, 3.25])
+    assert (scheme.kind, scheme.num_labels, scheme.problem_type) == ("regression", 1, "regression")
+    assert scheme.encode([1]) == [1.0]
+
+
+def test_vector_labels_are_multi_label() -> None:
+    scheme = _labels([[1, 0, 1], [0, 1, 0]])
+    assert (scheme.kind, scheme.num_labels, scheme.problem_type) == ("multi", 3, "multi_label_classification")
+    assert scheme.encode([[1, 0, 0]]) == [[1.0, 0.0, 0.0]]
+    with pytest.raises(DataError, match="must all have 3 values"):
+        scheme.encode([[1, 0]])
+
+
+def test_negative_ints_become_categories() -> None:
+    scheme = _labels([-1, 1, -1])
+    assert scheme.names == ("-1", "1") and scheme.encode([1, -1]) == [1, 0]
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [(["a", "a"], "at least two"), ([1, None], "without a label")],
+)
+def test_bad_labels(values: list[object], message: str) -> None:
+    with pytest.raises(DataError, match=message):
+        _labels(values)
+
+
+def test_default_metrics_single_multi_regression() -> None:
+    metric = default_metrics("text-classification")
+    assert metric is not None
+    single = metric(
+        EvalPrediction(predictions=np.array([[2.0, 0.0], [0.0, 1.0], [3.0, 1.0]]), label_ids=np.array([0, 1, 1]))
+    )
+    assert single == {"accuracy": pytest.approx(2 / 3)}
+
+    multi = metric(
+        EvalPrediction(
+            predictions=np.array([[1.0, -1.0, 2.0], [-1.0, 1.0, -1.0]]),
+            label_ids=np.array([[1, 0, 1], [0, 0, 1]], dtype=float),
+        )
+    )
+    assert multi["accuracy"] == pytest.approx(0.5)
+    assert multi["f1"] == pytest.approx(2 * 2 / (2 * 2 + 1 + 1))
+
+    regression = metric(EvalPrediction(predictions=np.array([[1.0], [3.0]]), label_ids=np.array([2.0, 3.0])))
+    assert regression["mse"] == pytest.approx(0.5) and regression["mae"] == pytest.approx(0.5)
+
+    for task in (
+        "language-generation",
+        "language-modeling",
+        "question-answering",
+        "sequence-sequence",
+        "token-detection",
+    ):
+        assert default_metrics(task) is None
+
+
+def test_training_args_defaults_write_nothing() -> None:
+    args = build_training_args({})
+    assert args.output_dir == "" and not args.should_save
+    assert args.save_strategy == "no" and args.report_to in ([], "none", ["none"])
+    assert args.use_cpu is True  # no accelerator on this machine
+
+
+def test_training_args_pass_through_and_alias(tmp_path) -> None:
+    args = build_training_args(
+        {"learning_rate": 3e-5, "num_train_epochs": 5, "group_by_length": True, "output_dir": str(tmp_path)}
+    )
+    assert args.learning_rate == 3e-5 and args.num_train_epochs == 5
+    assert args.train_sampling_strategy == "group_by_length"
+    assert args.should_save
+
+
+def test_unknown_training_argument_names_closest() -> None:
+    with pytest.raises(ConfigError, match=r"unknown training argument 'learning_rat' \(did you mean: learning_rate"):
+        build_training_args({"learning_rat": 1e-3})
+
+
+def test_invalid_training_argument_value() -> None:
+    with pytest.raises(ConfigError, match="invalid training arguments"):
+        build_training_args({"eval_strategy": "sometimes"})
