@@ -18,7 +18,7 @@ from typing import Any, TextIO
 
 from kubetune_operator.manifest import FineTuneJobManifest
 from kubetune_trainer.protocol import Progress, Result
-from kubetune_trainer.spec import OutputSpec, TrainingSpec, uri_scheme
+from kubetune_trainer.spec import OutputSpec, Task, TrainingSpec, uri_scheme
 
 # Eval metrics shown in the progress bar's postfix.
 _HEADLINE = ("accuracy", "f1", "loss")
@@ -48,7 +48,8 @@ def run_manifest(
     assert spec.output is not None
     err = stream or sys.stderr
     job_name = f"{job.namespace}/{job.name}" if job.namespace else job.name
-    print(f"kubetune: training {job_name} ({spec.task}, base {spec.base.model}) -> {spec.output.uri}", file=err)
+    task = Task(spec.task).value
+    print(f"kubetune: training {job_name} ({task}, base {spec.base.model}) -> {spec.output.uri}", file=err)
 
     with _progress_bar(show_progress, err) as on_progress:
         result = run_training(spec, job_name=job_name, on_progress=on_progress)

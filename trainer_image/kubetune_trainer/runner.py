@@ -35,7 +35,7 @@ from kubetune_trainer.protocol import (
     Progress,
     Result,
 )
-from kubetune_trainer.spec import PVC_SCHEME, TrainingSpec, uri_scheme
+from kubetune_trainer.spec import PVC_SCHEME, Task, TrainingSpec, uri_scheme
 
 # What kubetune sets unless the job says otherwise, and why:
 # - logging_steps 0.05: a progress report every 5% of training (a ratio when < 1), so the
@@ -157,7 +157,8 @@ def _run(spec: TrainingSpec, job_name: str, on_progress: Callable[[Progress], No
     warnings += resume_warnings
     resumed_from = _trainer_step(checkpoint) if checkpoint is not None else None
 
-    # 2. Train.
+    # 2. Train. (An unset task holds the Task member itself, not its value: normalise.)
+    task = Task(spec.task).value
     from kubetune_trainer.hftrainer import HFTrainer
     from kubetune_trainer.metrics import default_metrics
 
@@ -173,9 +174,9 @@ def _run(spec: TrainingSpec, job_name: str, on_progress: Callable[[Progress], No
         columns=tuple(spec.data.columns) if spec.data.columns else None,
         maxlength=spec.max_length,
         stride=spec.stride,
-        task=spec.task,
+        task=task,
         prefix=spec.prefix,
-        metrics=default_metrics(spec.task) if data.validation is not None else None,
+        metrics=default_metrics(task) if data.validation is not None else None,
         checkpoint=True if checkpoint is not None else None,
         quantize=spec.quantize,
         lora=spec.lora,
@@ -276,7 +277,7 @@ def build_metadata(
     return {
         "kubetuneVersion": __version__,
         "job": job_name,
-        "task": spec.task,
+        "task": Task(spec.task).value,
         "base": {"model": spec.base.model, "revision": spec.base.revision},
         "data": {
             "train": spec.data.train,
