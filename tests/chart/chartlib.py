@@ -78,6 +78,11 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
 }
 
 
+# The chart-testing (ct) values files under ci/, e.g. the GPU cluster values docs/install.md shows.
+for _path in sorted((CHART / "ci").glob("*-values.yaml")):
+    VALUE_SETS[f"ci/{_path.name}"] = yaml.safe_load(_path.read_text())
+
+
 class HelmError(RuntimeError):
     """helm exited non-zero; the message is its stderr."""
 
