@@ -16,3 +16,5 @@ pip=(.venv/bin/python -m pip --disable-pip-version-check -q)
 # Make the quickstart's hub id (sentence-transformers/all-MiniLM-L6-v2) resolve offline
 # from those packaged files: a Hugging Face hub cache entry of symlinks.
 .venv/bin/python scripts/seed_hub_cache.py
+# helm and lua5.4 for the chart, docs and GitOps tests (into .tools/bin; quick when present).
+bash scripts/install_tools.sh
