@@ -130,6 +130,7 @@ def test_rerun_resumes_from_latest_checkpoint(tiny_models: TinyModels, data: dic
     assert min(p.step for p in second) == 4 and second[-1].step == 12
     meta = json.loads((out / "kubetune.json").read_text())
     assert meta["resumedFromStep"] == 4 and meta["globalStep"] == 12
+    assert result.warnings[0].startswith("resumed from checkpoint-4 (step 4)")
 
 
 def test_object_store_output_resumes_on_a_fresh_node(

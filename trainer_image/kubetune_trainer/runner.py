@@ -156,6 +156,12 @@ def _run(spec: TrainingSpec, job_name: str, on_progress: Callable[[Progress], No
     checkpoint, resume_warnings = artifacts.prepare_resume(output)
     warnings += resume_warnings
     resumed_from = _trainer_step(checkpoint) if checkpoint is not None else None
+    if checkpoint is not None:
+        # Worth saying: a changed spec does not restart a run whose output holds checkpoints.
+        warnings.append(
+            f"resumed from {checkpoint.name} (step {resumed_from}) found in the output; "
+            "use another output.uri to start from scratch"
+        )
 
     # 2. Train. (An unset task holds the Task member itself, not its value: normalise.)
     task = Task(spec.task).value
