@@ -10,7 +10,7 @@ import pytest
 import torch
 from datasets import Dataset
 from tiny_models import TinyModels
-from toy_data import CAT_WORDS, animal_sentence, animals
+from toy_data import CAT_WORDS, FILLER, animal_sentence, animals
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
@@ -120,12 +120,13 @@ def test_text_pairs_from_three_columns(tiny_models: TinyModels) -> None:
     rng = random.Random(4)
     rows = []
     for _ in range(128):
-        first, second = rng.choice(["cat", "dog"]), rng.choice(["cat", "dog"])
-        rows.append({"q": animal_sentence(rng, first), "d": animal_sentence(rng, second), "about": second})
+        second = rng.choice(["cat", "dog"])
+        first = " ".join(rng.choices(FILLER, k=rng.randint(2, 8)))
+        rows.append({"q": first, "d": animal_sentence(rng, second), "about": second})
     trainer = HFTrainer()
     model, tokenizer = trainer(str(tiny_models.bert), rows, columns=("q", "d", "about"), **FAST)
     assert trainer.labels is not None and trainer.labels.names == ("cat", "dog")
-    pairs = tokenizer([DOG_TEXT, CAT_TEXT], [CAT_TEXT, DOG_TEXT], return_tensors="pt", padding=True)
+    pairs = tokenizer(["the big house", "my bed"], [CAT_TEXT, DOG_TEXT], return_tensors="pt", padding=True)
     with torch.no_grad():
         assert model(**pairs).logits.argmax(-1).tolist() == [0, 1]
 

@@ -18,7 +18,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 from transformers import (
     BertConfig,
-    BertForMaskedLM,
+    BertForPreTraining,
     ElectraConfig,
     ElectraForPreTraining,
     GPT2Config,
@@ -56,7 +56,7 @@ BERT_SPECIALS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 class TinyModels:
     """Folders of the tiny models written for a test session."""
 
-    bert: Path  # BertForMaskedLM weights + WordPiece tokenizer ([CLS] $A [SEP])
+    bert: Path  # BertForPreTraining weights (encoder, pooler, MLM head) + WordPiece tokenizer ([CLS] $A [SEP])
     gpt2: Path  # GPT2LMHeadModel, word-level tokenizer, pad != eos
     t5: Path  # T5ForConditionalGeneration, `$A </s>`, decoder start = pad = 0
     llama: Path  # LlamaForCausalLM, pad != eos (for quantize + LoRA)
@@ -83,6 +83,7 @@ def _bert_tokenizer(max_length: int) -> PreTrainedTokenizerFast:
         sep_token="[SEP]",
         mask_token="[MASK]",
         model_max_length=max_length,
+        model_input_names=["input_ids", "token_type_ids", "attention_mask"],  # as BERT's own tokenizer
     )
 
 
@@ -104,7 +105,11 @@ def _word_tokenizer(
 
 
 def build_bert(path: Path, max_length: int = 128) -> Path:
-    """A 2-layer BERT (hidden 32) with an MLM head, like a real BERT checkpoint."""
+    """A 2-layer BERT (hidden 32) saved with pooler and pre-training heads, like bert-base-uncased.
+
+    The pooler matters: a classifier built on a checkpoint without one gets a randomly
+    initialised pooler, and a LoRA adapter trained on it would not reload to the same model.
+    """
     torch.manual_seed(0)
     tokenizer = _bert_tokenizer(max_length)
     config = BertConfig(
@@ -116,7 +121,7 @@ def build_bert(path: Path, max_length: int = 128) -> Path:
         max_position_embeddings=max_length,
         pad_token_id=tokenizer.pad_token_id,
     )
-    BertForMaskedLM(config).save_pretrained(path)
+    BertForPreTraining(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
 
