@@ -55,6 +55,7 @@ CONDITION_TYPES = ("Ready", "Reconciling", "Stalled", "Suspended", "Failed")
 IMAGE_PULL_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"})
 CONFIG_REASONS = frozenset({"CreateContainerConfigError", "CreateContainerError"})
 PENDING_MESSAGE = "waiting for the trainer pod to start"
+RUNNING_MESSAGE = "the trainer is running"
 MAX_MESSAGE = 1024
 
 Json = Mapping[str, Any]
@@ -101,7 +102,11 @@ def newest_pod(pods: Sequence[Json]) -> Json | None:
     """The latest attempt (pods of one Job differ by creation time; name breaks ties)."""
     if not pods:
         return None
-    return max(pods, key=lambda p: (p["metadata"].get("creationTimestamp") or "", p["metadata"]["name"]))
+    return max(pods, key=_creation_order)
+
+
+def _creation_order(pod: Json) -> tuple[str, str]:
+    return pod["metadata"].get("creationTimestamp") or "", pod["metadata"]["name"]
 
 
 def trainer_state(pod: Json) -> tuple[Json, Json]:
@@ -241,7 +246,11 @@ def assess(observed: Observed) -> Assessment:
         fields["completionTime"] = job_status.get("completionTime") or complete.get("lastTransitionTime")
         return Assessment("Succeeded", "Succeeded", "training finished", fields=fields)
 
-    failed = _job_condition(job, "Failed")
+    # FailureTarget: the Job controller has decided to fail the Job (Kubernetes >= 1.31).
+    failed = _job_condition(job, "Failed") or _job_condition(job, "FailureTarget")
+    if failed is None and pod is not None and (terminated(pod) or {}).get("exitCode") == EXIT_INVALID_CONFIG:
+        # The Job's podFailurePolicy fails it on this exit code; no retry is coming.
+        failed = {"reason": "PodFailurePolicy", "lastTransitionTime": (terminated(pod) or {}).get("finishedAt")}
     if failed is not None:
         reason, message = _terminal_failure(job, failed, pod)
         fields = {**started, "completionTime": failed.get("lastTransitionTime")}
@@ -260,19 +269,31 @@ def assess(observed: Observed) -> Assessment:
 
     pod_phase = (pod.get("status") or {}).get("phase")
     state, _ = trainer_state(pod)
-    if pod_phase == "Running" and "running" in state:
-        return Assessment("Running", "Running", "the trainer is running", fields=started)
+    if (pod_phase == "Running" and "running" in state) or pod_phase == "Succeeded":
+        # A succeeded pod whose Job is not yet Complete is still "running" to the user.
+        return Assessment("Running", "Running", RUNNING_MESSAGE, fields=started)
 
     if pod_phase == "Failed" or (pod_phase == "Running" and "terminated" in state):
-        reason, message = attempt_failure(pod)
-        retry = f"attempt {started['attempts']} failed: {message}; the Job retries"
-        return Assessment("Pending", "Retrying", retry, fields=started, failure=(reason, retry))
+        return _retrying(pod, pods, started)
 
     problem = _pending_problem(pod)
     if problem is not None:
         reason, message, stalled = problem
         return Assessment("Pending", reason, message, stalled=stalled, fields=base, failure=(reason, message))
+    earlier = [p for p in pods if (p.get("status") or {}).get("phase") == "Failed"]
+    if earlier:
+        # Between attempts: keep saying why the last one failed until the next one runs.
+        return _retrying(newest_pod(earlier) or pod, pods, started)
     return Assessment("Pending", "Pending", PENDING_MESSAGE, fields=base)
+
+
+def _retrying(failed_pod: Json, pods: Sequence[Json], started: dict[str, Any]) -> Assessment:
+    reason, message = attempt_failure(failed_pod)
+    # Numbered by the failed pod, so the next pod's creation changes nothing here.
+    attempt = sorted(_creation_order(p) for p in pods).index(_creation_order(failed_pod)) + 1
+    fields = {**started, "podName": failed_pod["metadata"]["name"], "attempts": attempt}
+    retry = f"attempt {attempt} failed: {message}; the Job retries"
+    return Assessment("Pending", "Retrying", retry, fields=fields, failure=(reason, retry))
 
 
 def conditions_for(assessment: Assessment) -> dict[str, bool]:

@@ -1,0 +1,385 @@
+"""A pretend cluster for the operator: the kmock emulator plus a fixture that plays the
+Job controller, the kubelet and the garbage collector, driven step by step by tests.
+
+The emulator stores objects and streams watch events but runs no controllers, and it
+leaves uid/resourceVersion/generation to the client: the fixture sets them on the
+objects it creates (never the operator). Everything goes through HTTP so Kopf sees the
+same watch events it would see from a real API server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import re
+import threading
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+import aiohttp
+import kmock
+
+from kubetune_operator.builders import CONTAINER_NAME
+from kubetune_operator.spec import API_GROUP, API_VERSION, KIND, PLURAL
+from kubetune_trainer.protocol import Artifact, Progress, Result, encode_result, format_progress
+
+FTJ_RESOURCE = f"{API_GROUP}/{API_VERSION}/{PLURAL}"
+_counter = itertools.count(1)
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Emulator(kmock.KubernetesEmulator):
+    """The emulator plus what an API server sets on creation and kmock does not: a uid,
+    a resourceVersion, a creation time, and a name for `generateName` (Kopf's Events)."""
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        self.log: list[tuple[str, str]] = []  # (method, path) of every request, for counting
+
+    async def _handle(self, request: kmock.Request) -> Any:
+        self.log.append((str(request.method.value if request.method else "").upper(), request.url.path))
+        if request.action == kmock.action.CREATE and isinstance(request.data, dict):
+            meta = request.data.setdefault("metadata", {})
+            if not meta.get("name") and meta.get("generateName"):
+                meta["name"] = f"{meta['generateName']}{uuid.uuid4().hex[:8]}"
+            meta.setdefault("uid", str(uuid.uuid4()))
+            meta.setdefault("resourceVersion", "1")
+            meta.setdefault("creationTimestamp", now())
+        return await super()._handle(request)
+
+
+class EmulatorThread:
+    """The emulator served from its own thread and event loop.
+
+    Kopf, on stopping, waits for every task created after it started; in one loop the
+    emulator's never-ending watch-stream tasks would hold each stop for 5 s. A thread of
+    its own also keeps the emulator's work out of the operator's loop, as in a cluster.
+    """
+
+    def __init__(self) -> None:
+        self.emulator = Emulator()
+        self.url = ""
+        self._ready = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._serve()), daemon=True)
+
+    async def _serve(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        async with self.emulator, kmock.Server(self.emulator) as server:
+            register_resources(self.emulator)
+            self.url = str(server.url).rstrip("/")
+            self._ready.set()
+            await self._stop.wait()
+
+    def __enter__(self) -> EmulatorThread:
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("the kmock emulator did not start")
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(10)
+
+
+def register_resources(emulator: kmock.KubernetesEmulator) -> None:
+    emulator.resources.load_bundled()
+    emulator.resources[FTJ_RESOURCE] = kmock.ResourceInfo(
+        kind=KIND,
+        singular="finetunejob",
+        namespaced=True,
+        verbs={"get", "list", "watch", "create", "update", "patch", "delete"},
+        shortnames={"ftj"},
+        subresources={"status"},
+    )
+
+
+class FakeCluster:
+    """HTTP client for the emulator with the controllers' moves as methods."""
+
+    def __init__(self, emulator: kmock.KubernetesEmulator, url: str) -> None:
+        self.emulator = emulator
+        self.url = url.rstrip("/")
+        self.logs: dict[tuple[str, str], str] = {}
+        self.log_reads: dict[tuple[str, str], int] = {}
+        self.session: aiohttp.ClientSession | None = None
+        emulator["get", kmock.subresource("log")] << self._serve_log
+
+    async def __aenter__(self) -> FakeCluster:
+        self.session = aiohttp.ClientSession()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self.session is not None
+        await self.session.close()
+
+    def _serve_log(self, request: kmock.Request) -> bytes:
+        key = (request.namespace or "", request.name or "")
+        self.log_reads[key] = self.log_reads.get(key, 0) + 1
+        text = self.logs.get(key, "")
+        tail = request.params.get("tailLines") if hasattr(request, "params") else None
+        if tail:
+            text = "\n".join(text.splitlines()[-int(tail) :])
+        return text.encode()
+
+    # -- raw HTTP ------------------------------------------------------------------------------
+
+    async def request(self, method: str, path: str, body: Any = None, merge: bool = False) -> Any:
+        assert self.session is not None
+        headers = {"Content-Type": "application/merge-patch+json"} if merge else {}
+        async with self.session.request(method, self.url + path, json=body, headers=headers) as response:
+            if response.status == 404:
+                return None
+            response.raise_for_status()
+            return await response.json()
+
+    @staticmethod
+    def ftj_path(namespace: str, name: str = "") -> str:
+        path = f"/apis/{API_GROUP}/{API_VERSION}/namespaces/{namespace}/{PLURAL}"
+        return f"{path}/{name}" if name else path
+
+    # -- the user ------------------------------------------------------------------------------
+
+    async def create_ftj(
+        self, name: str, spec: dict[str, Any], namespace: str = "default", labels: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        body = {
+            "apiVersion": f"{API_GROUP}/{API_VERSION}",
+            "kind": KIND,
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "uid": str(uuid.uuid4()),
+                "resourceVersion": "1",
+                "generation": 1,
+                "creationTimestamp": now(),
+                "labels": labels or {},
+            },
+            "spec": spec,
+        }
+        return await self.request("POST", self.ftj_path(namespace), body)
+
+    async def get_ftj(self, name: str, namespace: str = "default") -> dict[str, Any] | None:
+        return await self.request("GET", self.ftj_path(namespace, name))
+
+    async def patch_ftj(self, name: str, patch: dict[str, Any], namespace: str = "default") -> None:
+        await self.request("PATCH", self.ftj_path(namespace, name), patch, merge=True)
+
+    async def delete_ftj(self, name: str, namespace: str = "default") -> None:
+        await self.request("DELETE", self.ftj_path(namespace, name))
+
+    # -- reading -------------------------------------------------------------------------------
+
+    async def jobs(self, namespace: str = "default") -> list[dict[str, Any]]:
+        listing = await self.request("GET", f"/apis/batch/v1/namespaces/{namespace}/jobs")
+        return list((listing or {}).get("items") or [])
+
+    async def pods(self, namespace: str = "default") -> list[dict[str, Any]]:
+        listing = await self.request("GET", f"/api/v1/namespaces/{namespace}/pods")
+        return list((listing or {}).get("items") or [])
+
+    async def events(self, namespace: str = "default") -> list[dict[str, Any]]:
+        listing = await self.request("GET", f"/api/v1/namespaces/{namespace}/events")
+        return list((listing or {}).get("items") or [])
+
+    async def wait_for(self, what: Callable[[], Any], timeout: float = 10.0, message: str = "condition") -> Any:
+        """Poll an async getter until it returns something truthy."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        last: Any = None
+        while asyncio.get_running_loop().time() < deadline:
+            last = await what()
+            if last:
+                return last
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"timed out waiting for {message}; last seen: {last!r}")
+
+    async def wait_status(
+        self, name: str, check: Callable[[dict[str, Any]], bool], timeout: float = 10.0, namespace: str = "default"
+    ) -> dict[str, Any]:
+        async def probe() -> dict[str, Any] | None:
+            ftj = await self.get_ftj(name, namespace)
+            status = (ftj or {}).get("status") or {}
+            return status if check(status) else None
+
+        return await self.wait_for(probe, timeout, f"status of {name}")
+
+    async def wait_job(self, name: str, namespace: str = "default", timeout: float = 10.0) -> dict[str, Any]:
+        async def probe() -> dict[str, Any] | None:
+            return next((j for j in await self.jobs(namespace) if j["metadata"]["name"] == name), None)
+
+        return await self.wait_for(probe, timeout, f"Job {name}")
+
+    # -- the Job controller --------------------------------------------------------------------
+
+    async def job_status(self, job: dict[str, Any], status: dict[str, Any]) -> None:
+        meta = job["metadata"]
+        path = f"/apis/batch/v1/namespaces/{meta['namespace']}/jobs/{meta['name']}/status"
+        await self.request("PATCH", path, {"status": status}, merge=True)
+
+    async def job_condition(self, job: dict[str, Any], kind: str, reason: str, message: str = "") -> None:
+        await self.job_status(
+            job,
+            {
+                "conditions": [
+                    {"type": kind, "status": "True", "reason": reason, "message": message, "lastTransitionTime": now()}
+                ],
+                "completionTime" if kind == "Complete" else "failedTime": now(),
+            },
+        )
+
+    async def create_pod(self, job: dict[str, Any]) -> dict[str, Any]:
+        """A pod from the Job's template, Pending and unscheduled."""
+        meta = job["metadata"]
+        template = job["spec"]["template"]
+        name = f"{meta['name']}-{next(_counter):05d}"
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": name,
+                "namespace": meta["namespace"],
+                "uid": str(uuid.uuid4()),
+                "resourceVersion": "1",
+                "creationTimestamp": now(),
+                "labels": {**template["metadata"]["labels"], "batch.kubernetes.io/job-name": meta["name"]},
+                "annotations": dict(template["metadata"].get("annotations") or {}),
+                "ownerReferences": [
+                    {
+                        "apiVersion": "batch/v1",
+                        "kind": "Job",
+                        "name": meta["name"],
+                        "uid": meta["uid"],
+                        "controller": True,
+                    }
+                ],
+            },
+            "spec": template["spec"],
+            "status": {"phase": "Pending"},
+        }
+        return await self.request("POST", f"/api/v1/namespaces/{meta['namespace']}/pods", pod)
+
+    # -- the kubelet / scheduler ---------------------------------------------------------------
+
+    async def pod_status(self, pod: dict[str, Any], status: dict[str, Any]) -> None:
+        meta = pod["metadata"]
+        await self.request(
+            "PATCH",
+            f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}/status",
+            {"status": status},
+            merge=True,
+        )
+
+    async def unschedulable(self, pod: dict[str, Any], message: str) -> None:
+        await self.pod_status(
+            pod,
+            {
+                "phase": "Pending",
+                "conditions": [
+                    {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message}
+                ],
+            },
+        )
+
+    async def waiting(self, pod: dict[str, Any], reason: str, message: str) -> None:
+        await self.pod_status(
+            pod,
+            {
+                "phase": "Pending",
+                "conditions": [{"type": "PodScheduled", "status": "True"}],
+                "containerStatuses": [
+                    {
+                        "name": CONTAINER_NAME,
+                        "image": "trainer:x",
+                        "state": {"waiting": {"reason": reason, "message": message}},
+                    }
+                ],
+            },
+        )
+
+    async def run(self, job: dict[str, Any], pod: dict[str, Any]) -> None:
+        await self.job_status(job, {"startTime": job.get("status", {}).get("startTime") or now(), "active": 1})
+        await self.pod_status(
+            pod,
+            {
+                "phase": "Running",
+                "conditions": [{"type": "PodScheduled", "status": "True"}, {"type": "Ready", "status": "True"}],
+                "containerStatuses": [
+                    {"name": CONTAINER_NAME, "ready": True, "state": {"running": {"startedAt": now()}}}
+                ],
+            },
+        )
+
+    def log(self, pod: dict[str, Any], *progress: Progress, noise: str = "Some library warning") -> None:
+        lines = [noise]
+        for report in progress:
+            lines += [format_progress(report), "tqdm 42%|####"]
+        self.logs[(pod["metadata"]["namespace"], pod["metadata"]["name"])] = "\n".join(lines) + "\n"
+
+    async def terminate(
+        self, pod: dict[str, Any], exit_code: int, message: str = "", reason: str | None = None
+    ) -> None:
+        reason = reason or ("Completed" if exit_code == 0 else "Error")
+        await self.pod_status(
+            pod,
+            {
+                "phase": "Succeeded" if exit_code == 0 else "Failed",
+                "containerStatuses": [
+                    {
+                        "name": CONTAINER_NAME,
+                        "ready": False,
+                        "state": {
+                            "terminated": {
+                                "exitCode": exit_code,
+                                "reason": reason,
+                                "message": message,
+                                "finishedAt": now(),
+                            }
+                        },
+                    }
+                ],
+            },
+        )
+
+    # -- the garbage collector -----------------------------------------------------------------
+
+    async def collect_garbage(self, namespace: str = "default") -> None:
+        """Delete Jobs whose owner is gone, then pods whose Job is gone (like the real GC)."""
+        alive = {
+            f["metadata"]["uid"] for f in ((await self.request("GET", self.ftj_path(namespace))) or {}).get("items", [])
+        }
+        for job in await self.jobs(namespace):
+            owners = {
+                ref["uid"] for ref in job["metadata"].get("ownerReferences") or [] if ref.get("blockOwnerDeletion")
+            }
+            if owners and not owners & alive:
+                await self.request("DELETE", f"/apis/batch/v1/namespaces/{namespace}/jobs/{job['metadata']['name']}")
+        jobs = {j["metadata"]["uid"] for j in await self.jobs(namespace)}
+        for pod in await self.pods(namespace):
+            owners = {ref["uid"] for ref in pod["metadata"].get("ownerReferences") or []}
+            if owners and not owners & jobs:
+                await self.request("DELETE", f"/api/v1/namespaces/{namespace}/pods/{pod['metadata']['name']}")
+
+
+def succeeded_result(uri: str = "/mnt/pvc/models/out", kind: str = "full") -> str:
+    return encode_result(
+        Result(
+            outcome="Succeeded",
+            artifact=Artifact(uri=uri, kind=kind),
+            metrics={"eval_accuracy": 0.91, "train_loss": 0.2},
+        )
+    )
+
+
+def failed_result(reason: str, message: str) -> str:
+    return encode_result(Result(outcome="Failed", reason=reason, message=message))
+
+
+NAME_RE = re.compile(r"^[a-z0-9-]+$")
