@@ -59,8 +59,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_operator(args: argparse.Namespace) -> int:
     from kopf.cli import main as kopf_main
 
+    from kubetune_operator.settings import OperatorSettings, SettingsError
+
+    try:
+        settings = OperatorSettings.from_env()
+    except SettingsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_INVALID_CONFIG
+    flags = list(args.kopf_args)
+    # KUBETUNE_NAMESPACES becomes --namespace flags (or -A), unless given explicitly.
+    if not any(
+        flag in ("-A", "--all-namespaces", "-n", "--namespace") or flag.startswith("--namespace=") for flag in flags
+    ):
+        flags = settings.kopf_namespace_args() + flags
     # kopf's click entrypoint parses sys.argv itself; hand it our remaining flags.
-    sys.argv = ["kopf", "run", "-m", "kubetune_operator", *args.kopf_args]
+    sys.argv = ["kopf", "run", "-m", "kubetune_operator", *flags]
     kopf_main()
     return EXIT_SUCCEEDED
 
