@@ -85,36 +85,36 @@ def resolve_paths(spec: TrainingSpec, base_dir: Path) -> TrainingSpec:
 def _progress_bar(show: bool, stream: TextIO) -> Iterator[Any]:
     """An on_progress callback driving a tqdm bar (or None when hidden).
 
-    While the bar is up, stdout is captured: the Trainer prints its raw log dicts there
-    (PrinterCallback) and they would tear the bar apart.
+    stdout is captured meanwhile: the Trainer prints its raw log dicts there
+    (PrinterCallback), which would tear the bar apart, or break the quiet in --quiet.
     """
-    if not show:
-        yield None
-        return
-    from tqdm.auto import tqdm
+    with contextlib.redirect_stdout(io.StringIO()):
+        if not show:
+            yield None
+            return
+        from tqdm.auto import tqdm
 
-    bar = tqdm(total=0, unit="step", file=stream, dynamic_ncols=True, desc="training")
+        bar = tqdm(total=0, unit="step", file=stream, dynamic_ncols=True, desc="training")
 
-    def on_progress(progress: Progress) -> None:
-        if bar.total != progress.max_steps:
-            bar.total = progress.max_steps
-        bar.n = progress.step
-        postfix: dict[str, str] = {}
-        if progress.epoch is not None:
-            postfix["epoch"] = f"{progress.epoch:.2f}"
-        if progress.loss is not None:
-            postfix["loss"] = f"{progress.loss:.4f}"
-        for name, value in progress.eval.items():
-            if name in _HEADLINE:
-                postfix[f"eval_{name}"] = f"{value:.4f}"
-        bar.set_postfix(postfix, refresh=False)
-        bar.refresh()
+        def on_progress(progress: Progress) -> None:
+            if bar.total != progress.max_steps:
+                bar.total = progress.max_steps
+            bar.n = progress.step
+            postfix: dict[str, str] = {}
+            if progress.epoch is not None:
+                postfix["epoch"] = f"{progress.epoch:.2f}"
+            if progress.loss is not None:
+                postfix["loss"] = f"{progress.loss:.4f}"
+            for name, value in progress.eval.items():
+                if name in _HEADLINE:
+                    postfix[f"eval_{name}"] = f"{value:.4f}"
+            bar.set_postfix(postfix, refresh=False)
+            bar.refresh()
 
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
+        try:
             yield on_progress
-    finally:
-        bar.close()
+        finally:
+            bar.close()
 
 
 def summary(result: Result) -> str:

@@ -73,7 +73,9 @@ def test_run_output_override_quiet_and_failure(
     manifest = write_manifest(tmp_path, tiny_models.bert, max_steps=1)
     assert cli.main(["run", str(manifest), "--quiet", "--output", str(tmp_path / "custom")]) == EXIT_SUCCEEDED
     assert (tmp_path / "custom" / "model.safetensors").is_file()
-    assert "step" not in capsys.readouterr().err  # --quiet: no bar
+    captured = capsys.readouterr()
+    assert "step" not in captured.err  # --quiet: no bar
+    assert "{'" not in captured.out + captured.err  # nor the Trainer's raw log dicts
 
     (tmp_path / "data" / "train.csv").write_text("")
     assert cli.main(["run", str(manifest), "--quiet", "--output", str(tmp_path / "custom2")]) == EXIT_INVALID_CONFIG

@@ -196,8 +196,8 @@ def _load_files(files: Sequence[str], data_format: str | None, uri: str) -> Data
                 raise DataError(f"{uri} holds no rows") from None
             raise DataError(f"{uri} could not be read as {fmt}: {_root_cause(error)}") from None
         except Exception as error:  # builders wrap parser errors in DatasetGenerationError
-            if isinstance(error, OSError) and not isinstance(error, FileNotFoundError):
-                raise  # I/O trouble, not the data's fault: worth a retry
+            if isinstance(error, OSError | MemoryError) and not isinstance(error, FileNotFoundError):
+                raise  # I/O trouble or a small node, not the data's fault: worth a retry
             raise DataError(f"{uri} could not be read as {fmt}: {_root_cause(error)}") from None
     assert isinstance(loaded, Dataset)
     return loaded
