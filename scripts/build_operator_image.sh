@@ -19,7 +19,7 @@ suite="${DEBIAN_SUITE:-bookworm}"
 base_image="localhost/kubetune-debian-base:${suite}"
 python=python3
 [ -x .venv/bin/python ] && python=.venv/bin/python
-version="$("$python" -c 'import tomllib; print(tomllib.load(open("pyproject.toml","rb"))["project"]["version"])')"
+version="$(sed -n 's/^version = "\(.*\)"$/\1/p' pyproject.toml | head -n 1)"
 image="${IMAGE:-localhost/kubetune-operator:${version}}"
 bah=(buildah --storage-driver vfs)
 started=$SECONDS
@@ -63,9 +63,11 @@ fi
 # 2. Wheels for kubetune[operator], built/downloaded on the host. The base's Python
 #    (Debian bookworm: 3.11) must match the host's minor version for compiled wheels.
 ctr="$("${bah[@]}" from -q --pull=never "$base_image")"
+trap '"${bah[@]}" rm "$ctr" >/dev/null 2>&1 || true' EXIT
 base_py="$("${bah[@]}" run --isolation chroot "$ctr" -- \
   python3 -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')"
 "${bah[@]}" rm "$ctr" >/dev/null
+trap - EXIT
 host_py="$("$python" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')"
 log "wheels for .[operator] (host Python $host_py, image Python $base_py)"
 rm -rf build/wheelhouse
@@ -79,12 +81,19 @@ if [ "$host_py" != "$base_py" ] && ls build/wheelhouse | grep -q "cp${host_py/./
   exit 1
 fi
 
-# 3. The image, from the same Dockerfile a Docker user builds.
+# 3. The image, from the same Dockerfile a Docker user builds. A previous build under the
+#    same name is removed afterwards (vfs keeps full copies: old images add up fast).
+previous_id="$("${bah[@]}" inspect --type image --format '{{.FromImageID}}' "$image" 2>/dev/null || true)"
 log "buildah bud -f operator/Dockerfile -> $image"
 "${bah[@]}" bud --isolation chroot --pull=never --layers=false -q \
   -f operator/Dockerfile \
   --build-arg BASE_IMAGE="$base_image" --build-arg PIP_NO_INDEX=1 \
   -t "$image" . >/dev/null
+
+new_id="$("${bah[@]}" inspect --type image --format '{{.FromImageID}}' "$image")"
+if [ -n "$previous_id" ] && [ "$previous_id" != "$new_id" ]; then
+  "${bah[@]}" rmi "$previous_id" >/dev/null 2>&1 || true
+fi
 
 # 4. Checks: the version, the entrypoint, the user.
 config="$("${bah[@]}" inspect --type image "$image")"
@@ -101,7 +110,19 @@ entry_help="$("${bah[@]}" run --isolation chroot "$ctr" -- "${ep[@]}" --help)"
 # kubetune_operator and get as far as Kopf's startup (which then waits for a cluster).
 cmd="$(field Cmd)"
 mapfile -t default_args < <("$python" -c 'import json,sys; print("\n".join(json.loads(sys.argv[1]) or []))' "$cmd")
-start_log="$(timeout 15 "${bah[@]}" run --isolation chroot "$ctr" -- "${ep[@]}" "${default_args[@]}" 2>&1 || true)"
+start_file="$(mktemp)"
+timeout 60 "${bah[@]}" run --isolation chroot "$ctr" -- "${ep[@]}" "${default_args[@]}" >"$start_file" 2>&1 &
+starter=$!
+for _ in $(seq 60); do
+  grep -qE "kopf\.|Error|error" "$start_file" && break
+  kill -0 "$starter" 2>/dev/null || break
+  sleep 1
+done
+sleep 1
+kill "$starter" 2>/dev/null || true
+wait "$starter" 2>/dev/null || true
+start_log="$(cat "$start_file")"
+rm -f "$start_file"
 uid="$("${bah[@]}" run --isolation chroot "$ctr" -- python3 -c 'import os; print(os.getuid())')"
 torch="$("${bah[@]}" run --isolation chroot "$ctr" -- python3 -c 'import importlib.util as u; print(bool(u.find_spec("torch")))')"
 echo "image:      $image"
