@@ -106,6 +106,7 @@ def helm(*args: str) -> str:
     env = dict(os.environ)
     for key in ("HELM_CACHE_HOME", "HELM_CONFIG_HOME", "HELM_DATA_HOME"):
         env[key] = str(Path(_HELM_HOME) / key.lower())
+    env["KUBECONFIG"] = str(Path(_HELM_HOME) / "no-cluster")  # never talk to a real cluster
     proc = subprocess.run([find_tool("helm"), *args], capture_output=True, text=True, env=env, check=False)
     if proc.returncode != 0:
         raise HelmError(proc.stderr.strip() or proc.stdout.strip())
