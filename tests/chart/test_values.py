@@ -115,3 +115,14 @@ def test_schema_descriptions_are_the_values_yaml_comments() -> None:
     for path, node in _walk(SCHEMA):
         if path and "[]" not in path and not any(path.startswith(f"{free}.") for free in PASS_THROUGH):
             assert node.get("description"), f"{path}: no description in values.schema.json"
+
+
+def test_default_output_schemes_are_the_operators() -> None:
+    """The schema accepts exactly the output schemes the operator's settings accept."""
+    from kubetune_operator.settings import PERSISTENT_OUTPUT_SCHEMES
+
+    pattern = SCHEMA["properties"]["defaultOutput"]["pattern"]
+    schemes = re.search(r"\^\(([a-z0-9|]+)\)://", pattern)
+    assert schemes is not None, pattern
+    assert set(schemes.group(1).split("|")) == set(PERSISTENT_OUTPUT_SCHEMES)
+    assert re.match(pattern, "")
