@@ -1,9 +1,15 @@
-"""The chart's RBAC grants exactly the API calls the operator (and Kopf for it) makes.
+"""The chart's RBAC: exactly kubetune_operator.permissions, covering every API call.
 
-The required rules are derived from the operator's code, not written down a second
-time: the resources its Kopf handlers watch (list + watch), every request each
-`KubeApi` method sends (recorded by calling it with the HTTP layer replaced), Kopf's
-event posting, and Kopf's peering resources when peering is on.
+Three checks per watch mode:
+
+* contract: the rendered (Cluster)Roles hold exactly the rules of
+  `kubetune_operator.permissions` (cluster, namespaced, peering);
+* coverage: every call the operator's code makes is granted, derived from the code
+  itself: the resources its Kopf handlers watch (list + watch), every request each
+  `KubeApi` method sends (recorded by calling it with the HTTP layer replaced), Kopf's
+  event posting, and Kopf's peering when on;
+* nothing more: no grant gives a capability (read, create, modify, delete) on a resource
+  that those calls and Kopf's own observer do not need.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import pytest
 from chartlib import NAMESPACE, VALUE_SETS, kinds, render
 
 import kubetune_operator  # noqa: F401  (registers the handlers)
+from kubetune_operator import permissions
 from kubetune_operator.kube import KubeApi, KubernetesClientApi
 
 Rule = tuple[str, str, str]  # (apiGroup, resource[/subresource], verb)
@@ -93,7 +100,7 @@ def required_rules(peering: bool, clusterwide: bool) -> set[Rule]:
     return rules
 
 
-def _expand(rules: Iterable[dict[str, Any]]) -> set[Rule]:
+def _expand(rules: Iterable[Any]) -> set[Rule]:
     out: set[Rule] = set()
     for rule in rules:
         assert "*" not in rule["verbs"] and "*" not in rule["resources"], rule
@@ -104,7 +111,51 @@ def _expand(rules: Iterable[dict[str, Any]]) -> set[Rule]:
     return out
 
 
-def test_derived_rules_are_sane() -> None:
+CAPABILITY = {
+    "get": "read",
+    "list": "read",
+    "watch": "read",
+    "create": "create",
+    "patch": "modify",
+    "update": "modify",
+    "delete": "delete",
+    "deletecollection": "delete",
+}
+# The same resource under two API groups.
+SAME_RESOURCE = {("events.k8s.io", "events"): ("", "events")}
+# What Kopf itself reads to find resources and namespaces (its observer), in any mode.
+KOPF_OBSERVER = {("apiextensions.k8s.io", "customresourcedefinitions", "read"), ("", "namespaces", "read")}
+
+
+def _capabilities(rules: set[Rule]) -> set[tuple[str, str, str]]:
+    out = set()
+    for group, resource, verb in rules:
+        group, resource = SAME_RESOURCE.get((group, resource), (group, resource))
+        capability = CAPABILITY[verb]
+        if capability == "read" and resource.endswith("/status"):
+            resource = resource.removesuffix("/status")  # reading status reads the object
+        out.add((group, resource, capability))
+    return out
+
+
+def _peering_rule(resource: str) -> list[Any]:
+    return [rule for rule in permissions.PEERING_RULES if rule["resources"] == [resource]]
+
+
+def _rbac(objects: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    [role] = kinds(objects, "ClusterRole")
+    [binding] = kinds(objects, "ClusterRoleBinding")
+    [sa] = kinds(objects, "ServiceAccount")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": role["metadata"]["name"],
+    }
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": NAMESPACE}]
+    return role, sa
+
+
+def test_derived_calls_are_sane() -> None:
     rules = required_rules(peering=False, clusterwide=True)
     assert ("kubetune.io", "finetunejobs", "watch") in rules
     assert ("kubetune.io", "finetunejobs/status", "patch") in rules
@@ -114,40 +165,50 @@ def test_derived_rules_are_sane() -> None:
 
 
 @pytest.mark.parametrize("name", ["defaults", "ha-clusterwide"])
-def test_clusterwide_rules_are_exactly_the_required_ones(name: str) -> None:
+def test_clusterwide_rbac(name: str) -> None:
     values = VALUE_SETS[name]
     objects = render(values)
     assert kinds(objects, "Role") == [] and kinds(objects, "RoleBinding") == []
-    [role] = kinds(objects, "ClusterRole")
-    [binding] = kinds(objects, "ClusterRoleBinding")
+    role, _ = _rbac(objects)
     peering = bool(values.get("peering", {}).get("enabled"))
-    assert _expand(role["rules"]) == required_rules(peering=peering, clusterwide=True)
-    assert binding["roleRef"] == {
-        "apiGroup": "rbac.authorization.k8s.io",
-        "kind": "ClusterRole",
-        "name": role["metadata"]["name"],
-    }
-    [sa] = kinds(objects, "ServiceAccount")
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": NAMESPACE}]
+    granted = _expand(role["rules"])
+    expected = [*permissions.CLUSTER_RULES, *permissions.NAMESPACED_RULES]
+    if peering:
+        expected += _peering_rule("clusterkopfpeerings")
+    assert granted == _expand(expected), "the chart's ClusterRole differs from kubetune_operator.permissions"
+    needed = required_rules(peering=peering, clusterwide=True)
+    assert needed - granted == set(), "calls the operator makes that the chart does not grant"
+    assert _capabilities(granted) - _capabilities(needed) - KOPF_OBSERVER == set(), "grants beyond the calls made"
 
 
 @pytest.mark.parametrize(
     ("name", "namespaces"),
     [("namespaced", ["team-a", "team-b"]), ("ha-namespaced", ["ml"]), ("namespaced-release-ns", [NAMESPACE])],
 )
-def test_namespaced_mode_has_no_cluster_permissions(name: str, namespaces: list[str]) -> None:
+def test_namespaced_rbac(name: str, namespaces: list[str]) -> None:
     values = VALUE_SETS[name]
     objects = render(values)
-    assert kinds(objects, "ClusterRole") == [] and kinds(objects, "ClusterRoleBinding") == []
-    roles = kinds(objects, "Role")
-    bindings = kinds(objects, "RoleBinding")
+    peering = bool(values.get("peering", {}).get("enabled"))
+    cluster_role, _ = _rbac(objects)
+    # Cluster-wide: only what Kopf's observer reads; nothing on FineTuneJobs, Jobs or pods.
+    assert _expand(cluster_role["rules"]) == _expand(permissions.CLUSTER_RULES)
+    assert _capabilities(_expand(cluster_role["rules"])) <= KOPF_OBSERVER
+    roles, bindings = kinds(objects, "Role"), kinds(objects, "RoleBinding")
     assert sorted(r["metadata"]["namespace"] for r in roles) == sorted(namespaces)
     assert sorted(b["metadata"]["namespace"] for b in bindings) == sorted(namespaces)
-    peering = bool(values.get("peering", {}).get("enabled"))
+    expected = [*permissions.NAMESPACED_RULES, *(_peering_rule("kopfpeerings") if peering else [])]
+    needed = required_rules(peering=peering, clusterwide=False)
     for role in roles:
-        assert _expand(role["rules"]) == required_rules(peering=peering, clusterwide=False)
+        granted = _expand(role["rules"])
+        assert granted == _expand(expected), "a Role differs from kubetune_operator.permissions"
+        assert needed - granted == set(), "calls the operator makes that the Role does not grant"
+        assert _capabilities(granted) - _capabilities(needed) == set(), "grants beyond the calls made"
     for binding in bindings:
-        assert binding["roleRef"]["kind"] == "Role"
+        assert binding["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": roles[0]["metadata"]["name"],
+        }
         assert binding["subjects"][0]["namespace"] == NAMESPACE
 
 
@@ -156,6 +217,11 @@ def test_peering_rules_only_with_peering() -> None:
         for obj in render(VALUE_SETS[name]):
             if obj["kind"] in ("Role", "ClusterRole"):
                 assert not any("kopf.dev" in r["apiGroups"] for r in obj["rules"])
+
+
+def test_permissions_cover_all_peering_modes() -> None:
+    resources = {resource for rule in permissions.PEERING_RULES for resource in rule["resources"]}
+    assert resources == {"clusterkopfpeerings", "kopfpeerings"}
 
 
 def test_no_rbac() -> None:
