@@ -25,7 +25,7 @@ def error_text(**fields: object) -> str:
 
 def test_defaults_match_the_seed() -> None:
     parsed = spec()
-    assert parsed.task == "text-classification"
+    assert parsed.task == "text-classification" and type(parsed.task) is str
     assert parsed.stride == 128
     assert parsed.quantize is None and parsed.lora is None
 

@@ -175,6 +175,8 @@ class TrainingSpec(SpecModel):
 
     task: Task = Field(
         default=Task.TEXT_CLASSIFICATION,
+        # Validating the default turns it into the plain string, like a task the user wrote.
+        validate_default=True,
         description="Training task; selects the model head and the data preparation.",
     )
     base: BaseModelSource = Field(description="The pretrained model to start from.")
