@@ -173,3 +173,22 @@ def test_helm_set_keys_exist_in_the_chart_values() -> None:
                 break
             assert isinstance(node, dict) and part in node, f"--set {key}: no such chart value"
             node = node[part]
+
+
+def test_troubleshooting_covers_every_failure_reason() -> None:
+    """Each reason the trainer or the operator's status can report has a row."""
+    import sys
+    from typing import get_args
+
+    from kubetune_operator.status import CONFIG_REASONS
+    from kubetune_trainer.protocol import FailureReason
+
+    sys.path.insert(0, str(REPO / "tests" / "chart"))
+    from health_samples import SAMPLES
+
+    reasons = set(get_args(FailureReason)) | set(CONFIG_REASONS)
+    reasons |= {obj["status"]["reason"] for obj, *_ in SAMPLES.values() if obj.get("status", {}).get("reason")}
+    reasons |= {"ImagePullError", "Unschedulable", "WaitingForAdmission", "OOMKilled", "DeadlineExceeded", "Disrupted"}
+    text = (REPO / "docs" / "troubleshooting.md").read_text()
+    missing = sorted(reason for reason in reasons if f"| `{reason}` |" not in text)
+    assert missing == [], f"docs/troubleshooting.md has no row for {missing}"
