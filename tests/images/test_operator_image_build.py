@@ -3,7 +3,8 @@
 Runs scripts/build_operator_image.sh (buildah with vfs storage and chroot isolation, a
 debootstrapped Debian base, wheels from the host): the script fails unless the image
 prints the package version, its entrypoint starts the operator, it runs as non-root
-and has no torch. About 1.5 minutes with the base image cached, 2.5 without.
+and has no torch. On two cores: 1.5-3.5 minutes with the base image cached (it varies with
+the machine's load), plus 1-2 minutes to debootstrap the base on a fresh machine.
 """
 
 from __future__ import annotations
