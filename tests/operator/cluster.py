@@ -13,6 +13,7 @@ import asyncio
 import itertools
 import re
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -39,10 +40,40 @@ class Emulator(kmock.KubernetesEmulator):
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
-        self.log: list[tuple[str, str]] = []  # (method, path) of every request, for counting
+        # Every request as (METHOD, path?query, user agent, monotonic time), for counting.
+        self.log: list[tuple[str, str, str, float]] = []
+        self._in_flight: set[int] = set()
+        self.job_posts: dict[float, str] = {}  # time -> name of each Job created
+        self.logs: dict[tuple[str, str], str] = {}  # (namespace, pod) -> what its log holds
+        self.log_reads: dict[tuple[str, str], int] = {}
+        self["get", kmock.subresource("log")] << self._serve_log
+
+    def _serve_log(self, request: kmock.Request) -> bytes:
+        key = (request.namespace or "", request.name or "")
+        self.log_reads[key] = self.log_reads.get(key, 0) + 1
+        text = self.logs.get(key, "")
+        tail = request.params.get("tailLines")
+        if tail:
+            text = "\n".join(text.splitlines()[-int(tail) :])
+        return text.encode()
 
     async def _handle(self, request: kmock.Request) -> Any:
-        self.log.append((str(request.method.value if request.method else "").upper(), request.url.path))
+        # kmock matches each request by scanning every request it ever served (quadratic:
+        # ~45 ms per request after a few thousand). Only requests in flight need matching;
+        # our own `log` keeps the history instead.
+        self._in_flight.add(id(request))
+        self._requests[:] = [r for r in self._requests if id(r) in self._in_flight]
+        try:
+            return await self._handle_logged(request)
+        finally:
+            self._in_flight.discard(id(request))
+
+    async def _handle_logged(self, request: kmock.Request) -> Any:
+        at = time.monotonic()
+        method = str(request.method.value if request.method else "").upper()
+        self.log.append((method, request.url.path_qs, request.headers.get("User-Agent", ""), at))
+        if method == "POST" and request.url.path.endswith("/jobs") and isinstance(request.data, dict):
+            self.job_posts[at] = request.data.get("metadata", {}).get("name", "")
         if request.action == kmock.action.CREATE and isinstance(request.data, dict):
             meta = request.data.setdefault("metadata", {})
             if not meta.get("name") and meta.get("generateName"):
@@ -78,6 +109,10 @@ class EmulatorThread:
             self._ready.set()
             await self._stop.wait()
 
+    @property
+    def logs(self) -> dict[tuple[str, str], str]:
+        return self.emulator.logs
+
     def __enter__(self) -> EmulatorThread:
         self._thread.start()
         if not self._ready.wait(10):
@@ -105,13 +140,12 @@ def register_resources(emulator: kmock.KubernetesEmulator) -> None:
 class FakeCluster:
     """HTTP client for the emulator with the controllers' moves as methods."""
 
-    def __init__(self, emulator: kmock.KubernetesEmulator, url: str) -> None:
+    def __init__(self, emulator: Emulator, url: str) -> None:
         self.emulator = emulator
         self.url = url.rstrip("/")
-        self.logs: dict[tuple[str, str], str] = {}
-        self.log_reads: dict[tuple[str, str], int] = {}
+        self.logs = emulator.logs
+        self.log_reads = emulator.log_reads
         self.session: aiohttp.ClientSession | None = None
-        emulator["get", kmock.subresource("log")] << self._serve_log
 
     async def __aenter__(self) -> FakeCluster:
         self.session = aiohttp.ClientSession()
@@ -120,15 +154,6 @@ class FakeCluster:
     async def __aexit__(self, *_: object) -> None:
         assert self.session is not None
         await self.session.close()
-
-    def _serve_log(self, request: kmock.Request) -> bytes:
-        key = (request.namespace or "", request.name or "")
-        self.log_reads[key] = self.log_reads.get(key, 0) + 1
-        text = self.logs.get(key, "")
-        tail = request.params.get("tailLines") if hasattr(request, "params") else None
-        if tail:
-            text = "\n".join(text.splitlines()[-int(tail) :])
-        return text.encode()
 
     # -- raw HTTP ------------------------------------------------------------------------------
 

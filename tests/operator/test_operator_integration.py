@@ -199,7 +199,7 @@ async def test_restarted_operator_adopts_the_running_job(cluster: FakeCluster, o
     status = await cluster.wait_status("durable", lambda s: (s.get("progress") or {}).get("step") == 7)
     assert status["conditions"] == before["conditions"]  # nothing re-transitioned
     assert len(await cluster.jobs()) == 1
-    posts = [path for method, path in cluster.emulator.log if method == "POST" and path.endswith("/jobs")]
+    posts = [path for method, path, *_ in cluster.emulator.log if method == "POST" and path.endswith("/jobs")]
     assert len(posts) == 1, "the restarted operator must not create a second Job"
 
     await cluster.terminate(pod, 0, succeeded_result())

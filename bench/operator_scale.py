@@ -1,0 +1,298 @@
+"""Operator scale benchmark: N FineTuneJobs created at once against the kmock emulator.
+
+    python bench/operator_scale.py [--jobs 500] [--interval 1.0]
+
+The operator runs as it does in a cluster (`kopf run -m kubetune_operator` in its own
+process, logged in through a kubeconfig); this process serves the emulator (own
+thread) and plays the Job controller and kubelet for every Job: a pod that runs,
+prints progress lines for a bit more than one progress interval, and succeeds.
+
+Printed: time from FineTuneJob create to Job created (p50, p99), Jobs created per
+second, the operator's API requests per job lifecycle (reads and writes; the watch
+streams are shared by all jobs and counted apart), and its peak memory (VmHWM).
+Targets: p99 < 2 s, <= 8 writes per lifecycle, peak memory < 200 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "operator"), str(ROOT / "trainer_image")]
+
+from kubetune_trainer.protocol import Progress, format_progress  # noqa: E402
+from tests.operator.cluster import EmulatorThread, now, succeeded_result  # noqa: E402
+from tests.operator.conftest import write_kubeconfig  # noqa: E402
+
+SPEC: dict[str, Any] = {
+    "task": "text-classification",
+    "base": {"model": "org/tiny-bert"},
+    "data": {"train": "s3://bucket/train.csv"},
+    "output": {"uri": "s3://bucket/models"},
+    "resources": {"gpus": 1},
+}
+OPERATOR_AGENTS = ("kopf/", "OpenAPI-Generator/")
+
+
+class Bench:
+    def __init__(self, served: EmulatorThread, jobs: int, interval: float) -> None:
+        self.served = served
+        self.url = served.url
+        self.jobs = jobs
+        self.interval = interval
+        self.created_at: dict[str, float] = {}
+        self.job_seen_at: dict[str, float] = {}
+        self.session: aiohttp.ClientSession | None = None
+
+    async def call(self, method: str, path: str, body: Any = None, merge: bool = False) -> Any:
+        assert self.session is not None
+        headers = {"Content-Type": "application/merge-patch+json"} if merge else {}
+        async with self.session.request(method, self.url + path, json=body, headers=headers) as response:
+            response.raise_for_status()
+            return await response.json(content_type=None)
+
+    async def create(self, index: int) -> None:
+        name = f"ftj-{index:04d}"
+        body = {
+            "apiVersion": "kubetune.io/v1alpha1",
+            "kind": "FineTuneJob",
+            "metadata": {"name": name, "namespace": "bench", "generation": 1, "creationTimestamp": now()},
+            "spec": SPEC,
+        }
+        self.created_at[name] = time.monotonic()
+        await self.call("POST", "/apis/kubetune.io/v1alpha1/namespaces/bench/finetunejobs", body)
+
+    async def lifecycle(self, job_name: str) -> None:
+        """The Job controller and kubelet for one Job: pod, run, progress, success."""
+        base = f"/apis/batch/v1/namespaces/bench/jobs/{job_name}"
+        job = await self.call("GET", base)
+        meta = job["metadata"]
+        template = job["spec"]["template"]
+        pod_name = f"{job_name}-{uuid.uuid4().hex[:5]}"
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": pod_name,
+                "namespace": "bench",
+                "labels": template["metadata"]["labels"],
+                "annotations": template["metadata"].get("annotations", {}),
+                "ownerReferences": [
+                    {"apiVersion": "batch/v1", "kind": "Job", "name": job_name, "uid": meta["uid"], "controller": True}
+                ],
+            },
+            "spec": template["spec"],
+            "status": {"phase": "Pending"},
+        }
+        pods = "/api/v1/namespaces/bench/pods"
+        await self.call("POST", pods, pod)
+        await asyncio.sleep(0.2)
+        await self.call("PATCH", f"{base}/status", {"status": {"startTime": now(), "active": 1}}, merge=True)
+        running = {"name": "trainer", "ready": True, "state": {"running": {"startedAt": now()}}}
+        await self.call(
+            "PATCH",
+            f"{pods}/{pod_name}/status",
+            {"status": {"phase": "Running", "containerStatuses": [running]}},
+            merge=True,
+        )
+        self.served.logs[("bench", pod_name)] = (
+            format_progress(Progress(step=10, max_steps=100, loss=1.0, elapsed_seconds=5)) + "\n"
+        )
+        await asyncio.sleep(self.interval * 1.6)
+        self.served.logs[("bench", pod_name)] = (
+            format_progress(Progress(step=100, max_steps=100, loss=0.2, elapsed_seconds=50)) + "\n"
+        )
+        done = {
+            "name": "trainer",
+            "state": {
+                "terminated": {
+                    "exitCode": 0,
+                    "reason": "Completed",
+                    "message": succeeded_result("s3://bucket/models", "full"),
+                }
+            },
+        }
+        await self.call(
+            "PATCH",
+            f"{pods}/{pod_name}/status",
+            {"status": {"phase": "Succeeded", "containerStatuses": [done]}},
+            merge=True,
+        )
+        complete = [{"type": "Complete", "status": "True", "reason": "CompletionsReached", "lastTransitionTime": now()}]
+        await self.call(
+            "PATCH",
+            f"{base}/status",
+            {"status": {"active": 0, "succeeded": 1, "conditions": complete, "completionTime": now()}},
+            merge=True,
+        )
+
+    async def controller(self, stop: asyncio.Event) -> None:
+        """Start a lifecycle for every Job the operator creates."""
+        seen = 0
+        tasks = []
+        log = self.served.emulator.log
+        while not stop.is_set():
+            entries = log[seen:]
+            seen += len(entries)
+            for method, _path, _agent, at in entries:
+                name = self.served.emulator.job_posts.get(at) if method == "POST" else None
+                if name is not None and name not in self.job_seen_at:
+                    self.job_seen_at[name] = at
+                    tasks.append(asyncio.create_task(self.lifecycle(name)))
+            await asyncio.sleep(0.05)
+        await asyncio.gather(*tasks)
+
+    async def wait_all_succeeded(self, timeout: float) -> int:
+        deadline = time.monotonic() + timeout
+        done = 0
+        while time.monotonic() < deadline:
+            listing = await self.call("GET", "/apis/kubetune.io/v1alpha1/namespaces/bench/finetunejobs")
+            done = sum(1 for item in listing["items"] if (item.get("status") or {}).get("phase") == "Succeeded")
+            if done == self.jobs:
+                break
+            await asyncio.sleep(0.5)
+        return done
+
+    async def run(self) -> dict[str, Any]:
+        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100))
+        stop = asyncio.Event()
+        controller = asyncio.create_task(self.controller(stop))
+        mark = len(self.served.emulator.log)
+        start = time.monotonic()
+        await asyncio.gather(*(self.create(i) for i in range(self.jobs)))
+        succeeded = await self.wait_all_succeeded(timeout=120 + self.interval * 4)
+        await asyncio.sleep(self.interval * 2)  # let trailing progress reads land in the counts
+        stop.set()
+        await controller
+        await self.session.close()
+        return {"start": start, "mark": mark, "succeeded": succeeded}
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--jobs", type=int, default=500)
+    parser.add_argument("--interval", type=float, default=1.0, help="KUBETUNE_PROGRESS_INTERVAL_SECONDS")
+    args = parser.parse_args()
+
+    with EmulatorThread() as served, tempfile.TemporaryDirectory() as tmp:
+        kubeconfig = write_kubeconfig(Path(tmp) / "kubeconfig", served.url)
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(kubeconfig),
+            "KUBETUNE_METRICS_PORT": "0",
+            "KUBETUNE_PROGRESS_INTERVAL_SECONDS": str(args.interval),
+            "PYTHONPATH": os.pathsep.join([str(ROOT / "operator"), str(ROOT / "trainer_image")]),
+        }
+        env.pop("KUBERNETES_SERVICE_HOST", None)
+        liveness = "http://127.0.0.1:18081/healthz"
+        command = [
+            sys.executable,
+            "-m",
+            "kopf",
+            "run",
+            "-m",
+            "kubetune_operator",
+            "--standalone",
+            "-A",
+            "--quiet",
+            f"--liveness={liveness}",
+        ]
+        operator = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            wait_ready(liveness, operator)
+            bench = Bench(served, args.jobs, args.interval)
+            result = asyncio.run(bench.run())
+            peak_kib = read_peak_kib(operator.pid)
+        finally:
+            operator.terminate()
+            try:
+                _, err = operator.communicate(timeout=20)
+            except subprocess.TimeoutExpired:
+                operator.kill()
+                _, err = operator.communicate()
+
+    if not bench.job_seen_at:
+        print(f"no Job was created; operator log:\n{(err or '')[-3000:]}", file=sys.stderr)
+        return 1
+    seen = {job.removesuffix("-train"): at for job, at in bench.job_seen_at.items()}
+    latencies = [seen[name] - bench.created_at[name] for name in bench.created_at if name in seen]
+    first, last = min(bench.created_at.values()), max(bench.job_seen_at.values(), default=0.0)
+    entries = served.emulator.log[result["mark"] :]
+    ours = [(m, p) for m, p, agent, _ in entries if agent.startswith(OPERATOR_AGENTS)]
+    watches = sum(1 for m, p, agent, _ in served.emulator.log if agent.startswith(OPERATOR_AGENTS) and "watch=" in p)
+    reads = Counter(p.rsplit("/", 1)[-1] if "/log" in p else "get" for m, p in ours if m == "GET" and "watch=" not in p)
+    writes = Counter(_kind(m, p) for m, p in ours if m != "GET")
+    n = args.jobs
+
+    def per_job(counts: Counter[str]) -> str:
+        return ", ".join(f"{kind} {count / n:.2f}" for kind, count in sorted(counts.items()))
+
+    p50, p99 = statistics.median(latencies), percentile(latencies, 99)
+    print(f"FineTuneJobs created:          {n} at once; {result['succeeded']} reached Succeeded")
+    print(f"Jobs created:                  {len(latencies)}")
+    print(f"create -> Job created:         p50 {p50:.3f} s, p99 {p99:.3f} s, max {max(latencies):.3f} s")
+    print(f"throughput:                    {len(latencies) / (last - first):.1f} Jobs created per second")
+    print(f"writes per job lifecycle:      {sum(writes.values()) / n:.2f}  ({per_job(writes)})")
+    print(f"reads per job lifecycle:       {sum(reads.values()) / n:.2f}  ({per_job(reads)})")
+    print(f"watch streams (all jobs):      {watches}")
+    print(f"operator peak memory (VmHWM):  {peak_kib / 1024:.1f} MiB")
+    if os.environ.get("BENCH_DEBUG") and err:
+        print(err[-4000:], file=sys.stderr)
+    if operator.returncode not in (0, -15) and err:
+        print(err[-2000:], file=sys.stderr)
+    return 0
+
+
+def _kind(method: str, path: str) -> str:
+    if path.endswith("/events"):
+        return "event"
+    if path.endswith("/status"):
+        return "status"
+    if method == "POST" and path.endswith("/jobs"):
+        return "job-create"
+    return f"{method.lower()} {path.rsplit('/', 2)[-2]}"
+
+
+def wait_ready(url: str, process: subprocess.Popen[str], timeout: float = 60) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the operator exited: {process.stderr.read() if process.stderr else ''}")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError("the operator did not become live")
+
+
+def read_peak_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
