@@ -221,6 +221,7 @@ def main() -> int:
             bench = Bench(served, args.jobs, args.interval)
             result = asyncio.run(bench.run())
             peak_kib = read_peak_kib(operator.pid)
+            cpu_seconds = read_cpu_seconds(operator.pid)
         finally:
             operator.terminate()
             try:
@@ -254,6 +255,7 @@ def main() -> int:
     print(f"reads per job lifecycle:       {sum(reads.values()) / n:.2f}  ({per_job(reads)})")
     print(f"watch streams (all jobs):      {watches}")
     print(f"operator peak memory (VmHWM):  {peak_kib / 1024:.1f} MiB")
+    print(f"operator CPU time:             {cpu_seconds:.1f} s ({cpu_seconds / n * 1000:.1f} ms per job)")
     if os.environ.get("BENCH_DEBUG") and err:
         print(err[-4000:], file=sys.stderr)
     if operator.returncode not in (0, -15) and err:
@@ -285,6 +287,11 @@ def wait_ready(url: str, process: subprocess.Popen[str], timeout: float = 60) ->
         except OSError:
             time.sleep(0.2)
     raise RuntimeError("the operator did not become live")
+
+
+def read_cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def read_peak_kib(pid: int) -> int:
