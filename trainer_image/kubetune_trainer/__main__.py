@@ -11,6 +11,14 @@ Output:
   KUBETUNE_TERMINATION_LOG): the final `protocol.Result` as compact JSON
   (`protocol.encode_result`, at most 4096 bytes), written on success and on failure.
 
+Under torchrun (WORLD_SIZE > 1) every rank trains; only global rank 0 prints progress
+lines and writes the Result. Each rank says on stderr how it finished, and a failed
+rank's message starts with its place ("rank 1 of 2 (node 0, local rank 1): ..."). Under
+the launcher (`kubetune_trainer.launch`, $KUBETUNE_RANK_RESULTS set) every rank leaves
+its Result in a file for the launcher to pick from; under a plain torchrun every other
+node's local rank 0 writes the termination message when it failed (see
+kubetune_trainer.distributed).
+
 Exit codes (the Job's podFailurePolicy keys on them):
 *  0 (EXIT_SUCCEEDED): trained and saved; Result.outcome Succeeded.
 * 78 (EXIT_INVALID_CONFIG): the job or its data is wrong (invalid JSON or spec, unknown
@@ -27,10 +35,12 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from pydantic import ValidationError
 
 from kubetune_trainer import __version__
+from kubetune_trainer.distributed import ENV_RANK_RESULTS, DistributedEnv
 from kubetune_trainer.protocol import (
     DEFAULT_TERMINATION_LOG,
     ENV_JOB,
@@ -56,6 +66,19 @@ def write_result(result: Result) -> None:
             handle.write(encode_result(result))
     except OSError as error:  # e.g. a local run without /dev/termination-log
         print(f"kubetune: could not write the result to {path}: {error}", file=sys.stderr)
+
+
+def report_result(result: Result, place: DistributedEnv) -> None:
+    """Write `result` where this process's rank should (see the module docstring)."""
+    folder = os.environ.get(ENV_RANK_RESULTS)
+    if place.distributed and folder:
+        path = Path(folder) / f"rank-{place.rank}.json"
+        # Written to a temporary name and renamed: the launcher never reads half a file.
+        partial = path.with_suffix(".partial")
+        partial.write_text(encode_result(result))
+        partial.replace(path)
+    elif place.is_main_process or (place.is_local_main_process and result.outcome == "Failed"):
+        write_result(result)
 
 
 def read_job(config: str | None) -> TrainingSpec | Result:
@@ -90,14 +113,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from kubetune_trainer.runner import exit_code, run_training
+    from kubetune_trainer.runner import exit_code, failed, run_training
 
+    try:
+        place = DistributedEnv.from_environ()
+    except ValueError as error:
+        result = failed("InvalidConfig", f"torchrun environment: {error}")
+        write_result(result)
+        print(f"kubetune: {result.reason}: {result.message}", file=sys.stderr)
+        return exit_code(result)
     job = read_job(args.config)
     if isinstance(job, Result):
         result = job
     else:
-        result = run_training(job, job_name=os.environ.get(ENV_JOB_NAME, "local"), on_progress=print_progress)
-    write_result(result)
+        # Progress from global rank 0 only (ProgressCallback checks too): one stream per job.
+        progress = print_progress if place.is_main_process else None
+        result = run_training(job, job_name=os.environ.get(ENV_JOB_NAME, "local"), on_progress=progress)
+    if place.distributed:
+        if result.outcome == "Failed":
+            result = result.model_copy(update={"message": f"{place.describe()}: {result.message}"})
+        # One line per rank in the pod log: shows that every rank ran, and how it ended.
+        print(f"kubetune: {place.describe()} finished: {result.outcome}", file=sys.stderr, flush=True)
+    report_result(result, place)
     if result.outcome == "Failed":
         print(f"kubetune: {result.reason}: {result.message}", file=sys.stderr)
     return exit_code(result)

@@ -115,7 +115,9 @@ def prepare_resume(output: OutputLocation) -> tuple[Path | None, list[str]]:
         _download_latest_checkpoint(output)
     for entry in sorted(output.local_dir.iterdir()):
         if checkpoint_step(entry.name) is not None and not (entry / TRAINER_STATE).is_file():
-            shutil.rmtree(entry)
+            # Several ranks may clean a shared output at once: a folder another rank
+            # removed first is not an error.
+            shutil.rmtree(entry, ignore_errors=True)
             warnings.append(f"removed incomplete checkpoint {entry.name} (interrupted while saving)")
     return latest_local_checkpoint(output), warnings
 

@@ -6,6 +6,14 @@ location — so a bad job fails in seconds. Then HFTrainer trains, the output ge
 model (or adapter, and merged/ on request) plus kubetune.json, and the Result names the
 artifact. A rerun of the same job picks up the newest checkpoint in the output by itself.
 
+Under torchrun every rank runs this: every rank checks the job, loads the data and
+picks the checkpoint to resume from, then the ranks compare notes (one all_gather) so
+a bad job fails on every rank with the same InvalidConfig/InvalidData, and all ranks
+resume from the same checkpoint step or none starts. Every rank trains (the Trainer
+does DDP / FSDP / DeepSpeed from trainingArgs); only global rank 0 merges, writes
+kubetune.json and publishes. All ranks resume from the same explicit checkpoint folder
+(not "the latest"), so a rank cannot see another rank's half-removed checkpoint.
+
 Failures are returned, not raised: `ConfigError` -> InvalidConfig / InvalidData (exit
 78, never retried), out of memory -> OutOfMemory, anything else -> TrainingError (both
 exit 1, retried by the Job's backoffLimit).
@@ -25,7 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from kubetune_trainer import __version__
-from kubetune_trainer.errors import ConfigError
+from kubetune_trainer.distributed import DistributedEnv
+from kubetune_trainer.errors import ConfigError, DataError
 from kubetune_trainer.protocol import (
     EXIT_FAILED,
     EXIT_INVALID_CONFIG,
@@ -150,10 +159,17 @@ def _run(spec: TrainingSpec, job_name: str, on_progress: Callable[[Progress], No
     if spec.output is None:
         raise ConfigError("output.uri: required (the operator sets a default; kubetune run uses outputs/NAME)")
     output = artifacts.open_output(spec.output.uri)
+    # Also sets up the process group under torchrun (TrainingArguments does, through accelerate).
     check_training_args(spec.training_args, str(output.local_dir))
-    data = load_data(spec.data)
-    base = resolve_base(spec, warnings)
-    checkpoint, resume_warnings = artifacts.prepare_resume(output)
+    place = DistributedEnv.from_environ()
+    try:
+        data = load_data(spec.data)
+        base = resolve_base(spec, warnings)
+        checkpoint, resume_warnings = artifacts.prepare_resume(output)
+    except Exception as error:
+        agree_before_training(place, error, None)
+        raise
+    agree_before_training(place, None, checkpoint)
     warnings += resume_warnings
     resumed_from = _trainer_step(checkpoint) if checkpoint is not None else None
     if checkpoint is not None:
@@ -183,7 +199,7 @@ def _run(spec: TrainingSpec, job_name: str, on_progress: Callable[[Progress], No
         task=task,
         prefix=spec.prefix,
         metrics=default_metrics(task) if data.validation is not None else None,
-        checkpoint=True if checkpoint is not None else None,
+        checkpoint=str(checkpoint) if checkpoint is not None else None,
         quantize=spec.quantize,
         lora=spec.lora,
         callbacks=callbacks,
@@ -191,12 +207,13 @@ def _run(spec: TrainingSpec, job_name: str, on_progress: Callable[[Progress], No
     )
     warnings += list(trainer.warnings)
 
-    # 3. Save: the final model is in output.local_dir (HFTrainer saved it); add merged/.
+    # 3. Save: the final model is in output.local_dir (HFTrainer saved it, on rank 0); add merged/.
     kind = "adapter" if trainer.adapter else "full"
     merged_uri = None
     if spec.output.merge_adapter:
         if trainer.adapter:
-            save_merged(model, tokenizer, base, output.local_dir / artifacts.MERGED_DIR, trainer.quantized)
+            if place.is_main_process:
+                save_merged(model, tokenizer, base, output.local_dir / artifacts.MERGED_DIR, trainer.quantized)
             merged_uri = output.uri_of(artifacts.MERGED_DIR)
         else:
             warnings.append("output.mergeAdapter ignored: no LoRA adapter was trained")
@@ -205,6 +222,9 @@ def _run(spec: TrainingSpec, job_name: str, on_progress: Callable[[Progress], No
         key: float(value) for key, value in trainer.metrics.items() if _finite(value) and key not in _EVAL_TIMINGS
     }
     artifact = Artifact(uri=output.uri, kind=kind, merged_uri=merged_uri)
+    if not place.is_main_process:
+        # Rank 0 writes and publishes; this rank's Result is only read when it fails.
+        return Result(outcome="Succeeded", artifact=artifact, metrics=metrics, warnings=warnings)
     finished_at = datetime.now(timezone.utc)
     artifacts.write_metadata(
         output,
@@ -220,6 +240,7 @@ def _run(spec: TrainingSpec, job_name: str, on_progress: Callable[[Progress], No
             trainer_args=getattr(getattr(trainer, "trainer", None), "args", None),
             global_step=_global_step(trainer),
             resumed_from=resumed_from,
+            place=place,
             started_at=started_at,
             finished_at=finished_at,
             duration=time.monotonic() - started,
@@ -276,6 +297,7 @@ def build_metadata(
     global_step: int | None,
     resumed_from: int | None,
     started_at: datetime,
+    place: DistributedEnv | None = None,
     finished_at: datetime,
     duration: float,
 ) -> dict[str, Any]:
@@ -303,11 +325,63 @@ def build_metadata(
         "warnings": warnings,
         "globalStep": global_step,
         "resumedFromStep": resumed_from,
+        "distributed": _distributed_metadata(place or DistributedEnv(), trainer_args),
         "versions": library_versions(),
         "startedAt": started_at.isoformat(),
         "finishedAt": finished_at.isoformat(),
         "durationSeconds": round(duration, 3),
     }
+
+
+def _distributed_metadata(place: DistributedEnv, trainer_args: Any) -> dict[str, Any]:
+    """How many processes trained, on how many nodes, with which collective backend."""
+    nodes = place.world_size // place.local_world_size if place.local_world_size else 1
+    backend = None
+    if place.distributed:
+        import torch.distributed as dist
+
+        backend = dist.get_backend() if dist.is_available() and dist.is_initialized() else None
+    return {
+        "worldSize": place.world_size,
+        "nodes": nodes,
+        "processesPerNode": place.local_world_size,
+        "backend": backend,
+        "parallelMode": str(getattr(getattr(trainer_args, "parallel_mode", None), "value", "")) or None,
+    }
+
+
+def agree_before_training(place: DistributedEnv, error: BaseException | None, checkpoint: Path | None) -> None:
+    """Compare every rank's preflight outcome; raise the same failure on every rank.
+
+    Called by every rank exactly once (it is a collective) with this rank's error, if
+    any, or the checkpoint it would resume from. A ConfigError on any rank becomes a
+    ConfigError (same reason) everywhere, so all ranks exit 78; another error makes the
+    other ranks fail as TrainingError; ranks that would resume from different steps
+    (a changing output location) fail rather than train out of step.
+    """
+    if not place.distributed:
+        return
+    from kubetune_trainer.distributed import all_gather
+
+    mine: tuple[str, str] | None = None
+    if error is not None:
+        kind = error.reason if isinstance(error, ConfigError) else "Other"
+        mine = (kind, str(error) if isinstance(error, ConfigError) else f"{type(error).__name__}: {error}")
+    reports = all_gather((mine, checkpoint.name if checkpoint is not None else None))
+    if error is not None:
+        return  # the caller raises its own error
+    for rank, (report, _) in enumerate(reports):
+        if report is None:
+            continue
+        kind, message = report
+        if kind in ("InvalidConfig", "InvalidData"):
+            config_error = DataError if kind == "InvalidData" else ConfigError
+            raise config_error(f"(found by rank {rank}) {message}")
+        raise RuntimeError(f"rank {rank} failed before training: {message}")
+    chosen = {name for _, name in reports}
+    if len(chosen) > 1:
+        names = ", ".join(f"rank {rank}: {name or 'none'}" for rank, (_, name) in enumerate(reports))
+        raise RuntimeError(f"ranks disagree on the checkpoint to resume from ({names})")
 
 
 def library_versions() -> dict[str, str]:
@@ -326,13 +400,24 @@ def _changed_training_args(args: Any) -> dict[str, Any]:
         return {}
     from transformers import TrainingArguments
 
-    defaults = TrainingArguments(output_dir=args.output_dir).to_dict()
+    # With use_cpu as in the run: building TrainingArguments resets accelerate's state, and
+    # a CPU run under torchrun would otherwise be re-set up as not distributed (and warn so).
+    defaults = TrainingArguments(output_dir=args.output_dir, use_cpu=args.use_cpu).to_dict()
+    defaults["use_cpu"] = _field_default("use_cpu")
     skip = {"output_dir", "logging_dir"}
     changed = {}
     for key, value in args.to_dict().items():
         if key not in skip and defaults.get(key) != value:
             changed[key] = value if _json_safe(value) else str(value)
     return changed
+
+
+def _field_default(name: str) -> Any:
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    return next(field.default for field in dataclasses.fields(TrainingArguments) if field.name == name)
 
 
 def _json_safe(value: Any) -> bool:
