@@ -167,3 +167,12 @@ def test_masked_lm_collator_masks_tokens(bert_tok: PreTrainedTokenizerBase) -> N
     batch = prepared.collator([prepared.train[i] for i in range(len(prepared.train))])
     assert (batch["labels"] != -100).any()
     assert (batch["labels"] == -100).any()
+
+
+def test_to_dataset_reads_a_data_uri(tmp_path) -> None:  # noqa: ANN001
+    path = tmp_path / "train.csv"
+    pd.DataFrame([{"text": "a cat", "label": 0}, {"text": "a dog", "label": 1}]).to_csv(path, index=False)
+    dataset = to_dataset(str(path))
+    assert dataset.column_names == ["text", "label"] and len(dataset) == 2
+    with pytest.raises(DataError):
+        to_dataset(str(tmp_path / "missing.csv"))

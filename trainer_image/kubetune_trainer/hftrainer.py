@@ -31,11 +31,12 @@ from transformers.trainer_utils import get_last_checkpoint
 from kubetune_trainer.errors import ConfigError
 from kubetune_trainer.inputs import to_dataset
 from kubetune_trainer.labels import LabelScheme
+from kubetune_trainer.memory import limit_heap_fragmentation
 from kubetune_trainer.metrics import Metrics
 from kubetune_trainer.models import LoadReport, load_base, load_model
 from kubetune_trainer.peft_config import lora_config, plan_quantization, quantization_config
 from kubetune_trainer.tasks import check_task, prepare
-from kubetune_trainer.training_args import build_training_args
+from kubetune_trainer.training_args import build_training_args, has_accelerator
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +121,9 @@ class HFTrainer:
         resume = self._resume_point(checkpoint, training.output_dir)
 
         set_seed(training.seed)
+        if training.use_cpu or not has_accelerator():
+            # Varying batch shapes fragment the CPU heap; see memory.py.
+            limit_heap_fragmentation()
         config, tokenizer, maxlength = load_base(base, maxlength)
         if tokenizer.pad_token is None:
             # As the seed: pad with EOS. Our causal LM collator still keeps EOS in the labels.
@@ -166,8 +170,11 @@ class HFTrainer:
         if prepared.validation is not None:
             evaluated = self.trainer.evaluate()
             self.metrics.update(
-                {key.removeprefix("eval_"): float(value) for key, value in evaluated.items()
-                 if key.startswith("eval_") and isinstance(value, (int, float))}
+                {
+                    key.removeprefix("eval_"): float(value)
+                    for key, value in evaluated.items()
+                    if key.startswith("eval_") and isinstance(value, (int, float))
+                }
             )
 
         if training.output_dir and training.should_save:

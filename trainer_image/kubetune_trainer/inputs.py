@@ -33,9 +33,7 @@ def _convert(data: Any, role: str) -> Dataset:
     if isinstance(data, Dataset):
         dataset = data
     elif isinstance(data, DatasetDict):
-        raise DataError(
-            f"{role}: got a DatasetDict with splits {list(data)}; pass one split, e.g. data['{role}']"
-        )
+        raise DataError(f"{role}: got a DatasetDict with splits {list(data)}; pass one split, e.g. data['{role}']")
     elif isinstance(data, str):
         # Lazy: data_sources pulls fsspec and friends, needed only for URIs.
         from kubetune_trainer.data_sources import load_source

@@ -65,8 +65,11 @@ def load_base(base: Any, maxlength: int | None) -> tuple[PretrainedConfig, PreTr
     if not limit or limit > UNBOUNDED_LENGTH:
         # Unbounded tokenizer: fall back to the model's positions so rows cannot overflow them.
         limit = next(
-            (getattr(config, name) for name in ("max_position_embeddings", "n_positions", "max_length")
-             if isinstance(getattr(config, name, None), int)),
+            (
+                getattr(config, name)
+                for name in ("max_position_embeddings", "n_positions", "max_length")
+                if isinstance(getattr(config, name, None), int)
+            ),
             FALLBACK_LENGTH,
         )
         tokenizer.model_max_length = limit

@@ -110,8 +110,7 @@ def lora_config(task: str, lora: bool | dict[str, Any] | LoraConfig | None) -> L
         values.setdefault("task_type", lora_task_type(task))
         return _from_dict(LoraConfig, values, "lora")
     raise ConfigError(
-        f"lora must be true, false, a dict of LoraConfig arguments or a LoraConfig, "
-        f"not {type(lora).__name__}"
+        f"lora must be true, false, a dict of LoraConfig arguments or a LoraConfig, not {type(lora).__name__}"
     )
 
 
