@@ -51,8 +51,16 @@ from kubetune_trainer.spec import PVC_SCHEME, Task, TrainingSpec, uri_scheme
 #   operator's status moves on short and long runs alike (the Trainer's default is 500 steps);
 # - save_strategy steps / save_steps 0.2 / save_total_limit 2: a checkpoint every 20% of
 #   training, the last two kept, so a retried pod loses at most a fifth of the run;
-# - disable_tqdm: progress goes out as JSON lines, not as terminal bars in the pod log.
+# - disable_tqdm: progress goes out as JSON lines, not as terminal bars in the pod log;
+# - average_tokens_across_devices False: with it on (transformers' default) the Trainer
+#   multiplies each rank's loss by the world size, expecting the model to divide by the
+#   global item count; heads that take **kwargs but compute a plain mean loss (BERT's
+#   sequence classification in transformers 5.23, and others) then train and report with
+#   a loss world-size times too large (gradient clipping bites early, train_loss doubles
+#   on 2 ranks). Off, each rank's mean loss is averaged by DDP: right for every head. No
+#   effect on one process.
 RUN_DEFAULTS: dict[str, Any] = {
+    "average_tokens_across_devices": False,
     "logging_steps": 0.05,
     "save_strategy": "steps",
     "save_steps": 0.2,
