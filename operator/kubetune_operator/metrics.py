@@ -37,11 +37,21 @@ class Metrics:
         )
 
     def set_phases(self, phases: Mapping[object, str]) -> None:
+        """Set every phase's count from scratch (O(jobs): not for every reconcile)."""
         counts = dict.fromkeys(PHASES, 0)
         for phase in phases.values():
             counts[phase] = counts.get(phase, 0) + 1
         for phase, count in counts.items():
             self.jobs_by_phase.labels(phase=phase).set(count)
+
+    def phase_changed(self, old: str | None, new: str | None) -> None:
+        """One FineTuneJob moved from `old` to `new` (None: not tracked): O(1) per reconcile."""
+        if old == new:
+            return
+        if old is not None:
+            self.jobs_by_phase.labels(phase=old).dec()
+        if new is not None:
+            self.jobs_by_phase.labels(phase=new).inc()
 
     def serve(self, port: int) -> WSGIServer:
         """Serve /metrics on 0.0.0.0:port in a daemon thread; shutdown() the result to stop."""

@@ -26,7 +26,7 @@ from chartlib import NAMESPACE, VALUE_SETS, kinds, render
 
 import kubetune_operator  # noqa: F401  (registers the handlers)
 from kubetune_operator import permissions
-from kubetune_operator.kube import KubeApi, KubernetesClientApi
+from kubetune_operator.kube import HttpKubeApi, KubeApi
 
 Rule = tuple[str, str, str]  # (apiGroup, resource[/subresource], verb)
 
@@ -57,12 +57,12 @@ def _api_calls() -> set[Rule]:
     """Every request each KubeApi method sends, as RBAC (group, resource, verb)."""
     calls: list[tuple[str, str]] = []
 
-    async def record(method: str, path: str, **_: Any) -> tuple[int, bytes]:
+    async def record(method: str, path: str, *_: Any) -> tuple[int, bytes]:
         calls.append((method, path))
         return 200, b"{}"
 
-    api = object.__new__(KubernetesClientApi)
-    api._run = record  # type: ignore[method-assign]
+    api = HttpKubeApi()
+    api._send = record  # type: ignore[method-assign]
     methods = [name for name, _ in inspect.getmembers(KubeApi, inspect.iscoroutinefunction) if not name.startswith("_")]
     assert methods, "KubeApi declares no calls"
     for name in methods:
