@@ -8,12 +8,12 @@ from datasets import Dataset
 from transformers import EvalPrediction
 
 from kubetune_trainer.errors import ConfigError, DataError
-from kubetune_trainer.labels import infer_labels
+from kubetune_trainer.labels import LabelScheme, infer_labels
 from kubetune_trainer.metrics import default_metrics
 from kubetune_trainer.training_args import build_training_args
 
 
-def _labels(values: list[object], known: dict[str, int] | None = None):
+def _labels(values: list[object], known: dict[str, int] | None = None) -> LabelScheme:
     return infer_labels(Dataset.from_dict({"y": values}), "y", known)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 from datasets import Dataset
@@ -169,7 +171,7 @@ def test_masked_lm_collator_masks_tokens(bert_tok: PreTrainedTokenizerBase) -> N
     assert (batch["labels"] == -100).any()
 
 
-def test_to_dataset_reads_a_data_uri(tmp_path) -> None:  # noqa: ANN001
+def test_to_dataset_reads_a_data_uri(tmp_path: Path) -> None:
     path = tmp_path / "train.csv"
     pd.DataFrame([{"text": "a cat", "label": 0}, {"text": "a dog", "label": 1}]).to_csv(path, index=False)
     dataset = to_dataset(str(path))
