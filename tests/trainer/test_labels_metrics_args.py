@@ -103,6 +103,12 @@ def test_training_args_defaults_write_nothing() -> None:
     assert args.output_dir == "" and not args.should_save
     assert args.save_strategy == "no" and args.report_to in ([], "none", ["none"])
     assert args.use_cpu is True  # no accelerator on this machine
+    assert args.train_sampling_strategy == "group_by_length"  # pairs with per-batch padding
+
+
+def test_length_grouping_can_be_turned_off() -> None:
+    assert build_training_args({"group_by_length": False}).train_sampling_strategy == "random"
+    assert build_training_args({"train_sampling_strategy": "sequential"}).train_sampling_strategy == "sequential"
 
 
 def test_training_args_pass_through_and_alias(tmp_path) -> None:

@@ -2,7 +2,11 @@
 
 Defaults (each overridable): nothing written to disk unless `output_dir` is given
 (output_dir "", save_strategy "no"), no experiment trackers, warning-level logs, CPU
-when no accelerator. A misspelt argument is a ConfigError naming the
+when no accelerator, and batches grouped by length (`group_by_length=False` turns it
+off). Grouping is what makes per-batch padding pay: a random batch of varied texts
+nearly always holds one long row, so it pads almost as much as padding to the longest
+row of the whole set (bench/trainer_vs_txtai.py: 0.96x txtai's throughput ungrouped,
+1.45x grouped, same accuracy). A misspelt argument is a ConfigError naming the
 closest valid names, instead of a TypeError deep inside transformers.
 """
 
@@ -18,8 +22,9 @@ from kubetune_trainer.errors import ConfigError, closest
 
 # Names accepted on top of TrainingArguments' fields. `group_by_length` was a
 # TrainingArguments field before transformers 5 (now train_sampling_strategy).
-ALIASES: dict[str, tuple[str, Any]] = {
-    "group_by_length": ("train_sampling_strategy", "group_by_length"),
+# Each maps to (field, value when true, value when false).
+ALIASES: dict[str, tuple[str, Any, Any]] = {
+    "group_by_length": ("train_sampling_strategy", "group_by_length", "random"),
 }
 
 
@@ -54,6 +59,7 @@ def defaults() -> dict[str, Any]:
         "report_to": "none",
         "log_level": "warning",
         "use_cpu": not has_accelerator(),
+        "train_sampling_strategy": "group_by_length",
     }
 
 
@@ -68,9 +74,8 @@ def build_training_args(updates: dict[str, Any]) -> KubetuneTrainingArguments:
     values = defaults()
     for name, value in updates.items():
         if name in ALIASES:
-            target, on = ALIASES[name]
-            if value:
-                values[target] = on
+            target, on, off = ALIASES[name]
+            values[target] = on if value else off
         else:
             values[name] = value
     if values.get("output_dir") is None:
