@@ -90,6 +90,10 @@ def test_output_dir_belongs_to_output_uri() -> None:
     assert "set spec.output.uri instead" in error_text(trainingArgs={"output_dir": "/tmp/x"})
 
 
+def test_quantize_needs_lora() -> None:
+    assert "quantize needs lora: add lora: true" in error_text(quantize=True)
+
+
 def test_quantize_and_lora_accept_true_dict_and_false() -> None:
     assert spec(quantize=True, lora={"r": 8}).lora == {"r": 8}
     assert spec(quantize=False, lora=False).quantize is None

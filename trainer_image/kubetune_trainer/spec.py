@@ -250,6 +250,9 @@ class TrainingSpec(SpecModel):
                 )
         if self.prefix is not None and task is not Task.SEQUENCE_SEQUENCE:
             raise ValueError(f"prefix is only used by task sequence-sequence, not {task.value}")
+        if self.quantize is not None and self.lora is None:
+            # A quantized base cannot be trained directly, only through an adapter (QLoRA).
+            raise ValueError("quantize needs lora: add lora: true (or LoraConfig arguments)")
         if self.lora is not None and task is Task.TOKEN_DETECTION:
             raise ValueError("lora is not supported with task token-detection: remove spec.lora")
         return self
