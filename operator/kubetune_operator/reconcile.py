@@ -38,6 +38,10 @@ Key = tuple[str, str]  # (namespace, FineTuneJob name)
 Body = Mapping[str, Any]
 TERMINAL = frozenset({"Succeeded", "Failed"})
 MAX_RETRY_DELAY = 60.0
+# How long a status change waits before it is written (see Reconciler.reconcile): long
+# enough for the related watch events of one change to arrive, short for a human.
+STATUS_DELAY = 0.2
+JOB_CREATED = "JobCreated"  # the Event reason kubetune_operator.events gives a first Pending status
 
 
 class Indices(Protocol):
@@ -100,6 +104,7 @@ class Reconciler:
         post_event: Callable[[Body, Event], None],
         metrics: Metrics | None = None,
         clock: Callable[[], datetime] = utcnow,
+        status_delay: float = STATUS_DELAY,
     ) -> None:
         self.api = api
         self.settings = settings
@@ -107,6 +112,9 @@ class Reconciler:
         self.post_event = post_event
         self.metrics = metrics
         self.clock = clock
+        self.status_delay = status_delay
+        self._flushes: dict[Key, asyncio.TimerHandle] = {}
+        self._announced: set[Key] = set()  # JobCreated posted, status not written yet
         self._locks: dict[Key, asyncio.Lock] = {}
         self._written: dict[Key, dict[str, Any]] = {}  # status the server has, after our patches
         self._created: dict[str, dict[str, Any]] = {}  # FineTuneJob uid -> Job we created, until indexed
@@ -119,20 +127,24 @@ class Reconciler:
 
     # -- entry points -------------------------------------------------------------------
 
-    async def reconcile(self, key: Key) -> None:
-        """Bring one FineTuneJob's Job and status in line with what is observed."""
+    async def reconcile(self, key: Key, flush: bool = False) -> None:
+        """Bring one FineTuneJob's Job and status in line with what is observed.
+
+        The Job is created (or suspended) at once; a status change is written
+        `status_delay` seconds later (`flush`), folding in the events that came meanwhile.
+        """
         if not self.settings.serves(key[0]):
             return
         try:
             async with self._lock(key):
-                await self._reconcile(key)
+                await self._reconcile(key, flush=flush)
         except Exception as error:
             self._failed(key, error)
         else:
             self._failures.pop(key, None)
 
     async def close(self) -> None:
-        for handle in self._retries.values():
+        for handle in [*self._retries.values(), *self._flushes.values()]:
             handle.cancel()
         polls = [poll.task for poll in self._polls.values()]
         for task in polls:
@@ -142,7 +154,7 @@ class Reconciler:
 
     # -- the work -------------------------------------------------------------------------
 
-    async def _reconcile(self, key: Key) -> None:
+    async def _reconcile(self, key: Key, flush: bool = False) -> None:
         ftj = self.indices.finetunejob(key)
         if ftj is None or ftj["metadata"].get("deletionTimestamp"):
             self._forget(key)
@@ -182,7 +194,13 @@ class Reconciler:
 
         phase = desired["phase"]
         pod = newest_pod(pods)
-        if phase in TERMINAL and previous.get("phase") not in TERMINAL and pod is not None:
+        if patch and not flush and self.status_delay > 0:
+            # Write a little later, from whatever is observed then: the Job's and the pod's
+            # watch streams are not ordered, so one change (the pod running, the Job's
+            # startTime) often arrives as two events; written at once, each is a status write.
+            self._schedule_flush(key)
+            patch = {}
+        elif phase in TERMINAL and previous.get("phase") not in TERMINAL and pod is not None:
             # The last word on progress, in the same write as the outcome.
             progress = await self._read_progress(key[0], pod["metadata"]["name"])
             if progress is not None and not same_progress(previous.get("progress"), progress):
@@ -194,8 +212,9 @@ class Reconciler:
                 return
             self._written[key] = _merged(previous, patch)
             event = transition_event(previous, desired, (job or {}).get("metadata", {}).get("name"))
-            if event is not None:
+            if event is not None and not (event.reason == JOB_CREATED and key in self._announced):
                 self.post_event(ftj, event)
+            self._announced.discard(key)
         self._set_phase(key, phase)
 
         if phase == "Running" and pod is not None:
@@ -212,10 +231,15 @@ class Reconciler:
             if others:
                 # A Job left by a deleted FineTuneJob of the same name: wait for its garbage collection.
                 raise RetryableError(f"Job {manifest['metadata']['name']} still belongs to a deleted FineTuneJob")
-        elif self.metrics is not None:
-            created_at = _parse_time(ftj["metadata"].get("creationTimestamp"))
-            if created_at is not None:
-                self.metrics.job_creation_seconds.observe(max(0.0, (self.clock() - created_at).total_seconds()))
+        else:
+            # Told when it happens, not with the (delayed) status write: the pod may be
+            # running by then, and the status go straight to Running.
+            self.post_event(ftj, Event("Normal", JOB_CREATED, f"created Job {manifest['metadata']['name']}"))
+            self._announced.add((owner.namespace, owner.name))
+            if self.metrics is not None:
+                created_at = _parse_time(ftj["metadata"].get("creationTimestamp"))
+                if created_at is not None:
+                    self.metrics.job_creation_seconds.observe(max(0.0, (self.clock() - created_at).total_seconds()))
         self._created[owner.uid] = manifest
         return manifest
 
@@ -330,6 +354,10 @@ class Reconciler:
     def _forget(self, key: Key) -> None:
         self._stop_polling(key)
         self._specs.pop(key, None)
+        self._announced.discard(key)
+        flush = self._flushes.pop(key, None)
+        if flush is not None:
+            flush.cancel()
         self._written.pop(key, None)
         self._failures.pop(key, None)
         handle = self._retries.pop(key, None)
@@ -348,6 +376,16 @@ class Reconciler:
             old.cancel()
         loop = asyncio.get_running_loop()
         self._retries[key] = loop.call_later(delay, lambda: asyncio.ensure_future(self._retry(key)))
+
+    def _schedule_flush(self, key: Key) -> None:
+        if key in self._flushes:
+            return  # one write is due already; it will see this change too
+        loop = asyncio.get_running_loop()
+        self._flushes[key] = loop.call_later(self.status_delay, lambda: asyncio.ensure_future(self._flush(key)))
+
+    async def _flush(self, key: Key) -> None:
+        self._flushes.pop(key, None)
+        await self.reconcile(key, flush=True)
 
     async def _retry(self, key: Key) -> None:
         self._retries.pop(key, None)

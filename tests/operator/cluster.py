@@ -10,12 +10,13 @@ same watch events it would see from a real API server.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import itertools
 import re
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from typing import Any
 
@@ -27,6 +28,8 @@ from kubetune_operator.spec import API_GROUP, API_VERSION, KIND, PLURAL
 from kubetune_trainer.protocol import Artifact, Progress, Result, encode_result, format_progress
 
 FTJ_RESOURCE = f"{API_GROUP}/{API_VERSION}/{PLURAL}"
+# The request whose handler is running in the current task (see Emulator.__iter__).
+_HANDLING: contextvars.ContextVar[kmock.Request | None] = contextvars.ContextVar("emulated_request", default=None)
 _counter = itertools.count(1)
 
 
@@ -57,15 +60,28 @@ class Emulator(kmock.KubernetesEmulator):
             text = "\n".join(text.splitlines()[-int(tail) :])
         return text.encode()
 
+    def __iter__(self) -> Iterator[kmock.Request]:
+        # kmock decides whether a reaction applies to a request by iterating the requests
+        # the reaction's filter sees and looking for this one by identity. Inside a request's
+        # handler only that request can match, so that is all it needs to see; otherwise
+        # every request in flight (and every open watch) was checked against every reaction.
+        current = _HANDLING.get()
+        if current is not None:
+            yield current
+        else:
+            yield from super().__iter__()
+
     async def _handle(self, request: kmock.Request) -> Any:
         # kmock matches each request by scanning every request it ever served (quadratic:
         # ~45 ms per request after a few thousand). Only requests in flight need matching;
         # our own `log` keeps the history instead.
         self._in_flight.add(id(request))
         self._requests[:] = [r for r in self._requests if id(r) in self._in_flight]
+        token = _HANDLING.set(request)  # aiohttp runs each request in a task (context) of its own
         try:
             return await self._handle_logged(request)
         finally:
+            _HANDLING.reset(token)
             self._in_flight.discard(id(request))
 
     def _KubernetesEmulator__get_objs(self, request: kmock.Request, strict: bool) -> list[Any]:
