@@ -2,8 +2,18 @@
 
 No API calls and no clock here: the same FineTuneJob always gives the same Job, which
 is what makes creation idempotent (a deterministic name; 409 means it exists) and the
-builder testable as a table. Multi-node training will add `nodes` by turning this into
-an Indexed Job; keep each piece of the pod in its own small function.
+builder testable as a table. Keep each piece of the pod in its own small function.
+
+Distributed runs (see kubetune_trainer.distributed for the trainer's side):
+
+* one node, several GPUs: the same Job; the container command is torchrun's launcher in
+  standalone mode, one process per GPU;
+* several nodes: an Indexed Job (completions = parallelism = nodes; every index must
+  succeed) plus a headless Service (`build_headless_service`) named in the pods'
+  `subdomain`, so the pod with index 0 is reachable as `<job>-0.<service>` for torchrun's
+  c10d rendezvous. The group shares one podFailurePolicy and one backoffLimit
+  (`spec.backoffLimit` failed attempts of the whole group, see `group_backoff_limit`);
+  Kueue admits the Job, and so the whole group, as one Workload.
 """
 
 from __future__ import annotations
@@ -16,8 +26,9 @@ from typing import Any
 import kopf
 
 from kubetune_operator.settings import OperatorSettings
-from kubetune_operator.spec import API_GROUP, API_VERSION, KIND, KUEUE_QUEUE_LABEL, FineTuneJobSpec
+from kubetune_operator.spec import API_GROUP, API_VERSION, KIND, KUEUE_QUEUE_LABEL, MAX_NODES, FineTuneJobSpec
 from kubetune_operator.volumes import mount_claims
+from kubetune_trainer.distributed import RDZV_PORT, rendezvous_endpoint, torchrun_command
 from kubetune_trainer.protocol import (
     DEFAULT_TERMINATION_LOG,
     ENV_JOB,
@@ -33,6 +44,11 @@ TRAINER_APP = "kubetune-trainer"
 MANAGER = "kubetune"
 ANNOTATION_SPEC_HASH = f"{API_GROUP}/spec-hash"
 ANNOTATION_FINETUNEJOB = f"{API_GROUP}/finetunejob"
+# On the Job: how many pods (nodes) one attempt has, for the status (absent: 1).
+ANNOTATION_NODES = f"{API_GROUP}/nodes"
+# Set by the Job controller on each pod of an Indexed Job (also as a label since 1.28).
+COMPLETION_INDEX_KEY = "batch.kubernetes.io/job-completion-index"
+RDZV_PORT_NAME = "c10d"
 
 # Where the trainer may write besides its output: the pod's root filesystem belongs to
 # the image, so caches (hub downloads, torch/triton compile caches) get their own volume.
@@ -72,13 +88,39 @@ class Owner:
         }
 
 
-def job_name(finetunejob: str) -> str:
-    """`<name>-train`, cut and suffixed with a hash when that exceeds 63 characters."""
-    name = f"{finetunejob}-train"
-    if len(name) <= MAX_NAME:
+def job_name(finetunejob: str, nodes: int = 1) -> str:
+    """`<name>-train`, cut and suffixed with a hash when that exceeds 63 characters.
+
+    Multi-node: the Job controller names each pod's host `<job>-<index>`, a DNS label, so
+    the Job name must leave room for the index and hold no dots (FineTuneJob names may).
+    """
+    if nodes <= 1:
+        name = f"{finetunejob}-train"
+        if len(name) <= MAX_NAME:
+            return name
+        digest = hashlib.sha256(finetunejob.encode()).hexdigest()[:10]
+        return f"{finetunejob[: MAX_NAME - len(digest) - 8].rstrip('-.')}-{digest}-train"
+    return _dns_label(finetunejob, "-train", MAX_NAME - len(f"-{MAX_NODES - 1}"))
+
+
+def service_name(finetunejob: str) -> str:
+    """The headless Service of a multi-node run: the Job's name (a DNS-1035 label: it must
+    start with a letter, so a leading digit gets a prefix)."""
+    name = job_name(finetunejob, nodes=MAX_NODES)
+    return name if name[0].isalpha() else _dns_label(f"t-{finetunejob}", "-train", MAX_NAME, seed=finetunejob)
+
+
+def _dns_label(base: str, suffix: str, limit: int, seed: str | None = None) -> str:
+    """`base + suffix` as a DNS label of at most `limit` characters: dots become dashes, and
+    a name that is too long or was changed gets a hash of the original, so two FineTuneJobs
+    never share one."""
+    cleaned = base.replace(".", "-")
+    name = f"{cleaned}{suffix}"
+    if len(name) <= limit and cleaned == base and seed is None:
         return name
-    digest = hashlib.sha256(finetunejob.encode()).hexdigest()[:10]
-    return f"{finetunejob[: MAX_NAME - len(digest) - 8].rstrip('-.')}-{digest}-train"
+    digest = hashlib.sha256((seed or base).encode()).hexdigest()[:10]
+    keep = limit - len(digest) - len(suffix) - 1
+    return f"{cleaned[:keep].rstrip('-')}-{digest}{suffix}"
 
 
 def selector_labels(finetunejob: str) -> dict[str, str]:
@@ -101,7 +143,10 @@ def label_value(name: str) -> str:
 
 def spec_hash(spec: FineTuneJobSpec) -> str:
     """A digest of everything but suspend: tells whether the spec changed after the Job was made."""
-    data = spec.model_dump(mode="json", by_alias=True, exclude={"suspend"})
+    # `nodes` at its default is left out: Jobs made before the field existed keep their
+    # hash, so an operator upgrade does not call every running FineTuneJob changed.
+    exclude = {"suspend"} | ({"nodes"} if spec.nodes == 1 else set())
+    data = spec.model_dump(mode="json", by_alias=True, exclude=exclude)
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -165,6 +210,63 @@ def trainer_env(owner: Owner, spec: FineTuneJobSpec, job_json: str) -> list[dict
     return env
 
 
+def trainer_command(owner: Owner, spec: FineTuneJobSpec) -> list[str] | None:
+    """The container command, or None to keep the image's entrypoint (one process).
+
+    One process keeps the image's own ENTRYPOINT (`python -m kubetune_trainer`), so a
+    custom trainer image with its own entrypoint works as before.
+    """
+    nodes = spec.nodes
+    if nodes == 1 and spec.resources.gpus <= 1:
+        return None
+    name = job_name(owner.name, nodes)
+    # Rank-0's pod through the headless Service: `<job>-0.<service>` resolves in the
+    # pods' own namespace (their DNS search path holds it).
+    endpoint = rendezvous_endpoint(f"{name}-0.{service_name(owner.name)}") if nodes > 1 else None
+    # The uid is unique per FineTuneJob and stays the same across retries, so replaced
+    # pods rejoin the same rendezvous.
+    return torchrun_command(spec.resources.gpus, nodes, endpoint, owner.uid)
+
+
+def group_backoff_limit(spec: FineTuneJobSpec) -> int:
+    """The Job's backoffLimit: spec.backoffLimit retries of the whole group.
+
+    The Job controller counts failed pods, not attempts; when one rank fails, the other
+    pods' ranks lose their peers and fail too, so one failed attempt of an n-node run
+    costs up to n. backoffLimitPerIndex stays unset: a retry of one index alone cannot
+    rejoin a run whose other ranks have exited.
+    """
+    return spec.backoff_limit * spec.nodes
+
+
+def build_headless_service(owner: Owner, spec: FineTuneJobSpec) -> dict[str, Any]:
+    """The headless Service that gives a multi-node run's pods DNS names (`<job>-<index>.<service>`).
+
+    Owned by the FineTuneJob, so garbage collection removes it with the run.
+    """
+    labels = selector_labels(owner.name)
+    service: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": service_name(owner.name),
+            "namespace": owner.namespace,
+            "labels": dict(labels),
+            "annotations": {ANNOTATION_FINETUNEJOB: owner.name},
+        },
+        "spec": {
+            "clusterIP": "None",
+            # The rendezvous happens before any pod is Ready (there is no readiness probe
+            # to pass while the ranks wait for each other): publish addresses at once.
+            "publishNotReadyAddresses": True,
+            "selector": dict(labels),
+            "ports": [{"name": RDZV_PORT_NAME, "port": RDZV_PORT, "targetPort": RDZV_PORT, "protocol": "TCP"}],
+        },
+    }
+    kopf.append_owner_reference(service, owner=owner.reference_body(), controller=True, block_owner_deletion=True)
+    return service
+
+
 def build_job(owner: Owner, spec: FineTuneJobSpec, settings: OperatorSettings) -> dict[str, Any]:
     """The batch/v1 Job manifest for a validated spec (output already defaulted)."""
     training, claims = mount_claims(spec.training_part())
@@ -198,6 +300,11 @@ def build_job(owner: Owner, spec: FineTuneJobSpec, settings: OperatorSettings) -
     }
     if spec.env_from:
         container["envFrom"] = [e.model_dump(by_alias=True, exclude_none=True) for e in spec.env_from]
+    command = trainer_command(owner, spec)
+    if command is not None:
+        container["command"] = command
+    if spec.nodes > 1:
+        container["ports"] = [{"name": RDZV_PORT_NAME, "containerPort": RDZV_PORT, "protocol": "TCP"}]
 
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",  # retries are the Job's business (backoffLimit, podFailurePolicy)
@@ -217,6 +324,8 @@ def build_job(owner: Owner, spec: FineTuneJobSpec, settings: OperatorSettings) -
         pod_spec["priorityClassName"] = spec.priority_class_name
     if spec.service_account_name:
         pod_spec["serviceAccountName"] = spec.service_account_name
+    if spec.nodes > 1:
+        pod_spec["subdomain"] = service_name(owner.name)
 
     pod_metadata: dict[str, Any] = {
         "labels": {**spec.pod_labels, **labels},
@@ -224,25 +333,34 @@ def build_job(owner: Owner, spec: FineTuneJobSpec, settings: OperatorSettings) -
     }
 
     job_spec: dict[str, Any] = {
-        "completions": 1,
-        "parallelism": 1,
-        "backoffLimit": spec.backoff_limit,
+        "completions": spec.nodes,
+        "parallelism": spec.nodes,
+        "backoffLimit": group_backoff_limit(spec),
         # Kueue admits a queued Job by unsuspending it, so it must be created suspended.
+        # Kueue makes one Workload of a Job, with one pod set of `parallelism` pods, and
+        # admits it whole: a multi-node run never starts with part of its nodes.
         "suspend": spec.suspend or bool(queue),
         "podFailurePolicy": pod_failure_policy(),
         "template": {"metadata": pod_metadata, "spec": pod_spec},
     }
+    if spec.nodes > 1:
+        # Each pod gets JOB_COMPLETION_INDEX and the hostname `<job>-<index>`. Without a
+        # successPolicy the Job succeeds only when every index has succeeded.
+        job_spec["completionMode"] = "Indexed"
     if spec.active_deadline_seconds is not None:
         job_spec["activeDeadlineSeconds"] = spec.active_deadline_seconds
 
+    annotations = {ANNOTATION_SPEC_HASH: spec_hash(spec), ANNOTATION_FINETUNEJOB: owner.name}
+    if spec.nodes > 1:
+        annotations[ANNOTATION_NODES] = str(spec.nodes)
     job: dict[str, Any] = {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
-            "name": job_name(owner.name),
+            "name": job_name(owner.name, spec.nodes),
             "namespace": owner.namespace,
             "labels": job_labels,
-            "annotations": {ANNOTATION_SPEC_HASH: spec_hash(spec), ANNOTATION_FINETUNEJOB: owner.name},
+            "annotations": annotations,
         },
         "spec": job_spec,
     }
@@ -265,6 +383,8 @@ def pod_failure_policy() -> dict[str, Any]:
             },
             {
                 # Preemption, eviction, node drain: not the trainer's fault; retry for free.
+                # (In a multi-node run the other pods then lose their peer and fail; those
+                # failures count.)
                 "action": "Ignore",
                 "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
             },

@@ -22,6 +22,9 @@ SINGULAR = "finetunejob"
 SHORT_NAME = "ftj"
 CATEGORY = "kubetune"
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+# More pods than this in one run is beyond what one c10d rendezvous and one Job are meant
+# for here; it also bounds the "-<index>" suffix of the pods' hostnames (see builders).
+MAX_NODES = 128
 
 # Kubernetes resource.Quantity, e.g. 500m, 2, 16Gi, 1.5G, 1e3.
 QUANTITY_PATTERN = r"^[+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+|[numkMGTPE]|[KMGTPE]i)?$"
@@ -43,8 +46,9 @@ class Resources(SpecModel):
         ge=0,
         le=64,
         description=(
-            "GPUs for the trainer pod, requested as the operator's GPU resource "
-            "(nvidia.com/gpu by default). 0 runs on CPU."
+            "GPUs for each trainer pod (per node), requested as the operator's GPU resource "
+            "(nvidia.com/gpu by default). 0 runs on CPU. More than 1 runs one training process "
+            "per GPU under torchrun. At most the operator's maxGpusPerNode."
         ),
     )
     cpu: str | None = Field(
@@ -164,6 +168,17 @@ class FineTuneJobSpec(TrainingSpec):
         description="Trainer image. Default: the operator's configured image.",
     )
     resources: Resources = Field(default_factory=Resources, description="GPUs, CPU, memory and disk per pod.")
+    nodes: int = Field(
+        default=1,
+        ge=1,
+        le=MAX_NODES,
+        description=(
+            "Trainer pods, one per node, training together under torchrun (PyTorch distributed). "
+            "More than 1 runs an Indexed Job with a headless Service for the rendezvous; "
+            "spec.output must then be storage every node can reach (an object store, or a "
+            "ReadWriteMany claim)."
+        ),
+    )
     node_selector: dict[str, LabelValue] = Field(
         default_factory=dict, max_length=64, description="Node labels the trainer pod must run on."
     )

@@ -82,8 +82,24 @@ class FineTuneJobStatus(SpecModel):
     reason: str | None = Field(default=None, description="Why the run is failed or stuck, CamelCase.")
     message: str | None = Field(default=None, description="What went wrong, in one line.")
     job_name: str | None = Field(default=None, description="The batch/v1 Job running this FineTuneJob.")
-    pod_name: str | None = Field(default=None, description="The newest trainer pod.")
-    attempts: int | None = Field(default=None, ge=0, description="Trainer pods started so far.")
+    pod_name: str | None = Field(
+        default=None,
+        description=(
+            "The newest trainer pod; in a multi-node run the newest pod with completion index 0 "
+            "(it holds global rank 0: progress, the model and the result come from it)."
+        ),
+    )
+    failed_index: int | None = Field(
+        default=None,
+        ge=0,
+        description=(
+            "Multi-node runs: the completion index (pod number, 0 to nodes-1) of the pod whose "
+            "failure status.reason and status.message describe."
+        ),
+    )
+    attempts: int | None = Field(
+        default=None, ge=0, description="Attempts started so far (one trainer pod per node each)."
+    )
     start_time: str | None = Field(
         default=None, description="When training started (RFC 3339).", json_schema_extra={"format": "date-time"}
     )

@@ -36,9 +36,12 @@ def validate_spec(
         raise InvalidSpecError(describe_validation_error(error)) from None
 
     if spec.resources.gpus > settings.max_gpus_per_node:
+        # gpus is per pod, and a pod runs on one node: more GPUs than a node has would stay
+        # Pending forever. Spreading them out is what spec.nodes is for.
         raise InvalidSpecError(
-            f"spec.resources.gpus: {spec.resources.gpus} GPUs do not fit on one node "
-            f"(this cluster allows at most {settings.max_gpus_per_node})"
+            f"spec.resources.gpus: {spec.resources.gpus} GPUs per node do not fit on one node "
+            f"(this cluster allows at most {settings.max_gpus_per_node} per node); "
+            f"use spec.nodes to spread training over several nodes"
         )
 
     if spec.output is None:

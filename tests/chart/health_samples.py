@@ -167,9 +167,9 @@ SAMPLES: dict[str, tuple[dict[str, Any], str, str, str | None]] = {
             )
         ),
         "Degraded",
-        # kstatus takes the first of Reconciling/Stalled that is True, in list order, and
-        # the operator lists Reconciling (True while Pending) before Stalled.
-        "InProgress",
+        # kstatus takes the first of Reconciling/Stalled that is True; a stalled run has
+        # Reconciling=False, so kstatus (and Flux without extra expressions) says Failed.
+        "Failed",
         "Pending",
     ),
     "succeeded": (

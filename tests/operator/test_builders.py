@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
 from typing import Any
 
 import kubernetes_validate
 import pytest
 
-from kubetune_operator.builders import Owner, build_job, job_name
+from kubetune_operator.builders import Owner, build_headless_service, build_job, job_name, service_name, spec_hash
 from kubetune_operator.settings import OperatorSettings
+from kubetune_operator.spec import MAX_NODES
 from kubetune_operator.validation import InvalidSpecError, validate_spec
 from kubetune_trainer.protocol import EXIT_INVALID_CONFIG
 from kubetune_trainer.spec import TrainingSpec
@@ -169,3 +173,155 @@ def test_invalid_specs_name_the_field(change: dict[str, Any], field: str) -> Non
     with pytest.raises(InvalidSpecError) as raised:
         validate_spec({**BASE, **change}, namespace="ml", name="x", settings=OperatorSettings())
     assert str(raised.value).startswith(field)
+
+
+# -- distributed runs -----------------------------------------------------------------------------
+
+CPU_SPEC: dict[str, Any] = {
+    "base": {"model": "org/tiny-bert"},
+    "data": {"train": "s3://bucket/train.csv"},
+    "output": {"uri": "s3://bucket/out"},
+}
+
+
+def container_of(job: dict[str, Any]) -> dict[str, Any]:
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+@pytest.mark.parametrize(
+    ("gpus", "nodes", "command"),
+    [
+        # One process keeps the image's own entrypoint (python -m kubetune_trainer).
+        (0, 1, None),
+        (1, 1, None),
+        (4, 1, ["python", "-m", "kubetune_trainer.launch", "--standalone", "--nnodes=1", "--nproc-per-node=4"]),
+        (
+            8,
+            2,
+            [
+                "python",
+                "-m",
+                "kubetune_trainer.launch",
+                "--nnodes=2",
+                "--nproc-per-node=8",
+                "--rdzv-backend=c10d",
+                "--rdzv-endpoint=sentiment-train-0.sentiment-train:29400",
+                "--rdzv-id=1234-abcd",
+                "--rdzv-conf=join_timeout=1800",
+                "--max-restarts=0",
+            ],
+        ),
+        # CPU nodes: one process each (gloo).
+        (0, 3, None),
+    ],
+)
+def test_container_command_per_shape(gpus: int, nodes: int, command: list[str] | None) -> None:
+    job = build({**CPU_SPEC, "resources": {"gpus": gpus}, "nodes": nodes})
+    container = container_of(job)
+    if command is None and nodes == 1:
+        assert "command" not in container
+    elif command is None:
+        assert container["command"][:3] == ["python", "-m", "kubetune_trainer.launch"]
+        assert "--nnodes=3" in container["command"] and "--nproc-per-node=1" in container["command"]
+    else:
+        assert container["command"] == command
+    kubernetes_validate.validate(job, "1.30", strict=True)
+
+
+@pytest.mark.parametrize(
+    ("nodes", "indexed", "backoff"),
+    [(1, False, 3), (2, True, 6), (4, True, 12)],
+)
+def test_job_shape_per_node_count(nodes: int, indexed: bool, backoff: int) -> None:
+    job = build({**BASE, "nodes": nodes})
+    spec, pod = job["spec"], job["spec"]["template"]["spec"]
+    assert spec["completions"] == spec["parallelism"] == nodes
+    assert spec["backoffLimit"] == backoff  # spec.backoffLimit (3) failed attempts of the whole group
+    assert "backoffLimitPerIndex" not in spec and "successPolicy" not in spec  # every index must succeed
+    # One failure policy for the group: a bad config fails the Job at once, disruptions are free.
+    assert spec["podFailurePolicy"] == build(BASE)["spec"]["podFailurePolicy"]
+    assert spec["suspend"] is True  # queued in Kueue: the whole group is one Workload, admitted at once
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "gpu"
+    if indexed:
+        assert spec["completionMode"] == "Indexed"
+        assert pod["subdomain"] == "sentiment-train"
+        assert container_of(job)["ports"] == [{"name": "c10d", "containerPort": 29400, "protocol": "TCP"}]
+        assert job["metadata"]["annotations"]["kubetune.io/nodes"] == str(nodes)
+    else:
+        assert "completionMode" not in spec and "subdomain" not in pod and "ports" not in container_of(job)
+        assert "kubetune.io/nodes" not in job["metadata"]["annotations"]
+    kubernetes_validate.validate(job, "1.30", strict=True)
+
+
+def test_single_node_job_is_unchanged_by_an_explicit_default() -> None:
+    assert build({**BASE, "nodes": 1}) == build(BASE)
+
+
+def test_headless_service() -> None:
+    spec = validate_spec({**BASE, "nodes": 2}, namespace="ml", name="sentiment", settings=OperatorSettings())
+    service = build_headless_service(OWNER, spec)
+    kubernetes_validate.validate(service, "1.30", strict=True)
+    assert service["metadata"]["name"] == "sentiment-train"
+    assert service["metadata"]["namespace"] == "ml"
+    (ref,) = service["metadata"]["ownerReferences"]
+    assert (ref["kind"], ref["uid"], ref["controller"]) == ("FineTuneJob", "1234-abcd", True)
+    assert service["spec"]["clusterIP"] == "None"
+    assert service["spec"]["publishNotReadyAddresses"] is True
+    assert service["spec"]["ports"] == [{"name": "c10d", "port": 29400, "targetPort": 29400, "protocol": "TCP"}]
+    # It selects exactly the Job's pods.
+    job = build({**BASE, "nodes": 2})
+    pod_labels = job["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    assert job["spec"]["template"]["spec"]["subdomain"] == service["metadata"]["name"]
+    assert build_headless_service(OWNER, spec) == service
+
+
+@pytest.mark.parametrize("name", ["sentiment", "a.b.c", "7b-chat", "x" * 63, "y" * 253, "1" + "z" * 100])
+def test_multi_node_names_fit_dns(name: str) -> None:
+    """Pod hostnames are `<job>-<index>` (DNS labels), the Service name a DNS-1035 label."""
+    label = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    job = job_name(name, 2)
+    assert label.match(job) and len(f"{job}-{MAX_NODES - 1}") <= 63
+    service = service_name(name)
+    assert label.match(service) and len(service) <= 63 and service[0].isalpha()
+    assert job_name(name + "q", 2) != job and service_name(name + "q") != service
+    # The rendezvous host the pods are given is the index-0 pod's name under the Service.
+    owner = Owner(name=name, namespace="ml", uid="u-1")
+    spec = validate_spec({**CPU_SPEC, "nodes": 2}, namespace="ml", name=name, settings=OperatorSettings())
+    endpoint = next(a for a in container_of(build_job(owner, spec, OperatorSettings()))["command"] if "endpoint" in a)
+    assert endpoint == f"--rdzv-endpoint={job}-0.{service}:29400"
+
+
+def test_spec_hash_ignores_the_default_node_count() -> None:
+    """Jobs created before spec.nodes existed keep their hash (no SpecChangeIgnored on upgrade)."""
+    settings = OperatorSettings()
+    one = validate_spec(BASE, namespace="ml", name="x", settings=settings)
+    assert spec_hash(one) == spec_hash(one.model_copy(update={"nodes": 1}))
+    assert spec_hash(one) != spec_hash(one.model_copy(update={"nodes": 2}))
+    data = one.model_dump(mode="json", by_alias=True, exclude={"suspend", "nodes"})
+    assert spec_hash(one) == hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"nodes": 0}, "spec.nodes: Input should be greater than or equal to 1"),
+        ({"nodes": MAX_NODES + 1}, f"spec.nodes: Input should be less than or equal to {MAX_NODES}"),
+        ({"resources": {"gpus": 9}}, "spec.resources.gpus: 9 GPUs per node do not fit on one node"),
+    ],
+)
+def test_shapes_that_cannot_work_are_rejected(change: dict[str, Any], expected: str) -> None:
+    with pytest.raises(InvalidSpecError) as raised:
+        validate_spec({**BASE, **change}, namespace="ml", name="x", settings=OperatorSettings(max_gpus_per_node=8))
+    assert str(raised.value).startswith(expected)
+    if "gpus" in change:
+        assert "at most 8 per node" in str(raised.value) and "spec.nodes" in str(raised.value)
+
+
+def test_nodes_bounds_in_the_crd() -> None:
+    from kubetune_operator.crd import build_crd
+
+    schema = build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    nodes = schema["properties"]["nodes"]
+    assert (nodes["minimum"], nodes["maximum"], nodes["default"]) == (1, MAX_NODES, 1)

@@ -258,7 +258,10 @@ def test_condition_table() -> None:
         "Failed": "True",
     }
     assert truth["suspended"]["Suspended"] == "True" and truth["suspended"]["Reconciling"] == "False"
-    assert truth["image pull failure"]["Stalled"] == "True" and truth["image pull failure"]["Reconciling"] == "True"
+    # Stalled, and not also Reconciling: kstatus reads the first True of the two.
+    assert truth["image pull failure"]["Stalled"] == "True" and truth["image pull failure"]["Reconciling"] == "False"
+    pulling = next(observed for name, observed, *_ in CASES if name == "image pull failure")
+    assert phase_of(desired_status(pulling, None, NOW)["conditions"]) == "Pending"
     assert truth["unschedulable"]["Stalled"] == "False"
 
 
@@ -286,3 +289,205 @@ def test_events_follow_transitions() -> None:
     failed = desired_status(Observed(1, False, invalid="spec.x: bad"), None, NOW)
     event = transition_event(None, failed)
     assert event is not None and (event.type, event.reason, event.message) == ("Warning", "InvalidSpec", "spec.x: bad")
+
+
+# -- multi-node runs: an Indexed Job with one pod per completion index ----------------------------
+
+
+def t(second: int) -> str:
+    return f"2030-01-01T00:00:{second:02d}Z"
+
+
+def indexed_job(*conditions: tuple[str, str, str], nodes: int = 2, **status: Any) -> dict[str, Any]:
+    built = job(*conditions, **status)
+    built["metadata"]["annotations"] = {"kubetune.io/nodes": str(nodes)}
+    built["spec"]["backoffLimit"] = 3 * nodes
+    return built
+
+
+def ipod(index: int, created: int, phase: str = "Running", **extra: Any) -> dict[str, Any]:
+    made = pod(f"ft-train-{index}-c{created}", phase, t(created), **extra)
+    made["metadata"]["annotations"] = {"batch.kubernetes.io/job-completion-index": str(index)}
+    return made
+
+
+def ended(code: int, second: int, message: str = "", reason: str = "Error") -> dict[str, Any]:
+    state = {"terminated": {"exitCode": code, "reason": reason, "message": message, "finishedAt": t(second)}}
+    return container(state)
+
+
+RUNNING = container({"running": {}})
+RANK1_CRASH = encode_result(
+    Result(outcome="Failed", reason="TrainingError", message="rank 1 of 2 (node 1, local rank 0): CUDA error")
+)
+PEER_GONE = encode_result(
+    Result(outcome="Failed", reason="TrainingError", message="rank 0 of 2 (node 0, local rank 0): peer closed")
+)
+RANK1_BAD_DATA = encode_result(
+    Result(outcome="Failed", reason="InvalidData", message="rank 1 of 2 (node 1, local rank 0): row 3: empty label")
+)
+
+MULTI: list[tuple[str, Observed, str, str, dict[str, Any]]] = [
+    (
+        "all ranks run",
+        Observed(1, False, job=indexed_job(active=2), pods=[ipod(1, 1, **RUNNING), ipod(0, 2, **RUNNING)]),
+        "Running",
+        "Running",
+        {"podName": "ft-train-0-c2", "attempts": 1},
+    ),
+    (
+        "rank 1 cannot be scheduled",
+        Observed(
+            1,
+            False,
+            job=indexed_job(active=2),
+            pods=[
+                ipod(0, 1, **RUNNING),
+                ipod(
+                    1,
+                    1,
+                    "Pending",
+                    conditions=[{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "x"}],
+                ),
+            ],
+        ),
+        "Pending",
+        "Unschedulable",
+        {"reason": "Unschedulable"},
+    ),
+    (
+        "rank 1 failed first, rank 0 lost its peer",
+        Observed(
+            1,
+            False,
+            job=indexed_job(active=0, failed=2),
+            pods=[ipod(0, 1, "Failed", **ended(1, 15, PEER_GONE)), ipod(1, 1, "Failed", **ended(1, 10, RANK1_CRASH))],
+        ),
+        "Pending",
+        "Retrying",
+        {
+            "failedIndex": 1,
+            "reason": "TrainingError",
+            "message": "attempt 1 failed: index 1: rank 1 of 2 (node 1, local rank 0): CUDA error; the Job retries",
+            "podName": "ft-train-0-c1",
+            "attempts": 1,
+        },
+    ),
+    (
+        "second attempt: rank 0 failed first this time (older failures do not count)",
+        Observed(
+            1,
+            False,
+            job=indexed_job(active=1, failed=3),
+            pods=[
+                ipod(1, 1, "Failed", **ended(1, 10, RANK1_CRASH)),
+                ipod(0, 1, "Failed", **ended(1, 15, PEER_GONE)),
+                ipod(1, 11, **RUNNING),
+                ipod(0, 16, "Failed", **ended(1, 30, "Traceback...\nRuntimeError: NCCL timeout")),
+            ],
+        ),
+        "Pending",
+        "Retrying",
+        {
+            "failedIndex": 0,
+            "attempts": 2,
+            "message": "attempt 2 failed: index 0: RuntimeError: NCCL timeout; the Job retries",
+        },
+    ),
+    (
+        "exit 78 wins over an earlier peer failure",
+        Observed(
+            1,
+            False,
+            job=indexed_job(("Failed", "PodFailurePolicy", "Container trainer ... exit code 78")),
+            pods=[
+                ipod(0, 1, "Failed", **ended(1, 10, PEER_GONE)),
+                ipod(1, 1, "Failed", **ended(78, 12, RANK1_BAD_DATA)),
+            ],
+        ),
+        "Failed",
+        "InvalidData",
+        {"failedIndex": 1, "message": "index 1: rank 1 of 2 (node 1, local rank 0): row 3: empty label"},
+    ),
+    (
+        "exit 78 on rank 1 before the Job says so",
+        Observed(
+            1,
+            False,
+            job=indexed_job(active=2),
+            pods=[ipod(0, 1, **RUNNING), ipod(1, 1, "Failed", **ended(78, 12, RANK1_BAD_DATA))],
+        ),
+        "Failed",
+        "InvalidData",
+        {"failedIndex": 1},
+    ),
+    (
+        "backoff used up: counted in attempts of the group",
+        Observed(
+            1,
+            False,
+            job=indexed_job(("Failed", "BackoffLimitExceeded", ""), failed=8),
+            pods=[ipod(0, 1, "Failed", **ended(1, 15, PEER_GONE)), ipod(1, 1, "Failed", **ended(1, 10, RANK1_CRASH))],
+        ),
+        "Failed",
+        "BackoffLimitExceeded",
+        {
+            "failedIndex": 1,
+            "message": "every attempt failed (backoffLimit 3 used up); last: TrainingError: "
+            "index 1: rank 1 of 2 (node 1, local rank 0): CUDA error",
+        },
+    ),
+    (
+        "succeeded: the artifact from rank 0's pod",
+        Observed(
+            1,
+            False,
+            job=indexed_job(("Complete", "CompletionsReached", ""), succeeded=2, completionTime=NOW),
+            pods=[
+                ipod(1, 1, "Succeeded", **ended(0, 20, "", "Completed")),
+                ipod(0, 1, "Succeeded", **ended(0, 21, OK)),
+            ],
+        ),
+        "Succeeded",
+        "Succeeded",
+        {
+            "podName": "ft-train-0-c1",
+            "artifact": {"uri": "pvc://models/out", "kind": "adapter", "mergedUri": "pvc://models/out/merged"},
+        },
+    ),
+]
+
+
+@pytest.mark.parametrize(("observed", "phase", "reason", "fields"), [c[1:] for c in MULTI], ids=[c[0] for c in MULTI])
+def test_multi_node_status_table(observed: Observed, phase: str, reason: str, fields: dict[str, Any]) -> None:
+    status = desired_status(observed, None, NOW)
+    assert (status["phase"], {c["reason"] for c in status["conditions"]}) == (phase, {reason})
+    for key, value in fields.items():
+        assert status[key] == value, key
+    if reason in ("Running", "Succeeded", "Unschedulable"):
+        assert "failedIndex" not in status
+    FineTuneJobStatus.model_validate(status)
+
+
+def test_multi_node_is_pending_until_every_rank_runs() -> None:
+    one_running = Observed(1, False, job=indexed_job(active=2), pods=[ipod(0, 1, **RUNNING)])
+    assert desired_status(one_running, None, NOW)["phase"] == "Pending"
+    status = desired_status(
+        Observed(1, False, job=indexed_job(active=2), pods=[ipod(0, 1, **RUNNING), ipod(1, 1, **RUNNING)]), None, NOW
+    )
+    assert status["phase"] == "Running"
+
+
+def test_failed_index_is_removed_once_running_again() -> None:
+    failing = next(c[1] for c in MULTI if c[0] == "rank 1 failed first, rank 0 lost its peer")
+    before = desired_status(failing, None, T0)
+    again = Observed(
+        1,
+        False,
+        job=indexed_job(active=2, failed=2),
+        pods=[*failing.pods, ipod(0, 20, **RUNNING), ipod(1, 20, **RUNNING)],
+    )
+    after = desired_status(again, before, NOW)
+    assert after["phase"] == "Running" and after["attempts"] == 2
+    patch = status_patch(before, after)
+    assert patch["failedIndex"] is None and patch["reason"] is None
