@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from kubetune_trainer.spec import PVC_SCHEME
+
 EventType = Literal["Normal", "Warning"]
 
 
@@ -46,3 +48,20 @@ def transition_event(
         return Event("Normal", "JobCreated", f"created Job {job_name}")
     warning = phase == "Failed" or _stalled(current) or reason in {"Retrying", "Unschedulable"}
     return Event("Warning" if warning else "Normal", reason or phase or "Unknown", message or (phase or ""))
+
+
+def shared_output_warning(nodes: int, output_uri: str | None) -> Event | None:
+    """A warning for a multi-node run whose output is a claim: every node must mount it.
+
+    The operator cannot see the claim's access mode (it has no permission to read claims);
+    a ReadWriteOnce volume attaches to one node, so the other pods would stay in
+    ContainerCreating. Object stores are shared by nature and get no warning.
+    """
+    if nodes <= 1 or not output_uri or not output_uri.startswith(f"{PVC_SCHEME}://"):
+        return None
+    return Event(
+        "Warning",
+        "SharedOutputRequired",
+        f"spec.nodes is {nodes}: every node mounts the output claim of {output_uri}, so it must be "
+        "ReadWriteMany (or use an object store); a ReadWriteOnce claim keeps all but one pod from starting",
+    )

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from kubetune_operator.events import transition_event
+from kubetune_operator.events import shared_output_warning, transition_event
 from kubetune_operator.status import Observed, desired_status, phase_of, status_patch
 from kubetune_operator.status_model import FineTuneJobStatus
 from kubetune_trainer.protocol import Artifact, Result, encode_result
@@ -491,3 +491,14 @@ def test_failed_index_is_removed_once_running_again() -> None:
     assert after["phase"] == "Running" and after["attempts"] == 2
     patch = status_patch(before, after)
     assert patch["failedIndex"] is None and patch["reason"] is None
+
+
+@pytest.mark.parametrize(
+    ("nodes", "uri", "warned"),
+    [(2, "pvc://models/out", True), (1, "pvc://models/out", False), (4, "s3://bucket/out", False), (2, None, False)],
+)
+def test_multi_node_claim_output_is_warned_about(nodes: int, uri: str | None, warned: bool) -> None:
+    event = shared_output_warning(nodes, uri)
+    assert (event is not None) == warned
+    if event is not None:
+        assert event.type == "Warning" and "ReadWriteMany" in event.message and uri in event.message
