@@ -103,22 +103,30 @@ def job_name(finetunejob: str, nodes: int = 1) -> str:
     return _dns_label(finetunejob, "-train", MAX_NAME - len(f"-{MAX_NODES - 1}"))
 
 
-def service_name(finetunejob: str) -> str:
-    """The headless Service of a multi-node run: the Job's name (a DNS-1035 label: it must
-    start with a letter, so a leading digit gets a prefix)."""
-    name = job_name(finetunejob, nodes=MAX_NODES)
-    return name if name[0].isalpha() else _dns_label(f"t-{finetunejob}", "-train", MAX_NAME, seed=finetunejob)
+def service_name(owner: Owner) -> str:
+    """The headless Service of a multi-node run: `<name>-<tag>`, a DNS-1035 label.
+
+    The tag is a digest of the FineTuneJob's uid: a Service left behind by a deleted
+    FineTuneJob of the same name (garbage collection takes a moment) has another name,
+    so a 409 on creation always means our own Service, and nothing needs reading back.
+    A name that starts with a digit gets a letter in front (DNS-1035).
+    """
+    tag = hashlib.sha256(owner.uid.encode()).hexdigest()[:8]
+    base = owner.name.replace(".", "-")
+    if not base[0].isalpha():
+        base = f"t-{base}"
+    return f"{base[: MAX_NAME - len(tag) - 1].rstrip('-')}-{tag}"
 
 
-def _dns_label(base: str, suffix: str, limit: int, seed: str | None = None) -> str:
+def _dns_label(base: str, suffix: str, limit: int) -> str:
     """`base + suffix` as a DNS label of at most `limit` characters: dots become dashes, and
     a name that is too long or was changed gets a hash of the original, so two FineTuneJobs
     never share one."""
     cleaned = base.replace(".", "-")
     name = f"{cleaned}{suffix}"
-    if len(name) <= limit and cleaned == base and seed is None:
+    if len(name) <= limit and cleaned == base:
         return name
-    digest = hashlib.sha256((seed or base).encode()).hexdigest()[:10]
+    digest = hashlib.sha256(base.encode()).hexdigest()[:10]
     keep = limit - len(digest) - len(suffix) - 1
     return f"{cleaned[:keep].rstrip('-')}-{digest}{suffix}"
 
@@ -222,7 +230,7 @@ def trainer_command(owner: Owner, spec: FineTuneJobSpec) -> list[str] | None:
     name = job_name(owner.name, nodes)
     # Rank-0's pod through the headless Service: `<job>-0.<service>` resolves in the
     # pods' own namespace (their DNS search path holds it).
-    endpoint = rendezvous_endpoint(f"{name}-0.{service_name(owner.name)}") if nodes > 1 else None
+    endpoint = rendezvous_endpoint(f"{name}-0.{service_name(owner)}") if nodes > 1 else None
     # The uid is unique per FineTuneJob and stays the same across retries, so replaced
     # pods rejoin the same rendezvous.
     return torchrun_command(spec.resources.gpus, nodes, endpoint, owner.uid)
@@ -249,7 +257,7 @@ def build_headless_service(owner: Owner, spec: FineTuneJobSpec) -> dict[str, Any
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {
-            "name": service_name(owner.name),
+            "name": service_name(owner),
             "namespace": owner.namespace,
             "labels": dict(labels),
             "annotations": {ANNOTATION_FINETUNEJOB: owner.name},
@@ -325,7 +333,7 @@ def build_job(owner: Owner, spec: FineTuneJobSpec, settings: OperatorSettings) -
     if spec.service_account_name:
         pod_spec["serviceAccountName"] = spec.service_account_name
     if spec.nodes > 1:
-        pod_spec["subdomain"] = service_name(owner.name)
+        pod_spec["subdomain"] = service_name(owner)
 
     pod_metadata: dict[str, Any] = {
         "labels": {**spec.pod_labels, **labels},

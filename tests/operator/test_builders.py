@@ -206,7 +206,7 @@ def container_of(job: dict[str, Any]) -> dict[str, Any]:
                 "--nnodes=2",
                 "--nproc-per-node=8",
                 "--rdzv-backend=c10d",
-                "--rdzv-endpoint=sentiment-train-0.sentiment-train:29400",
+                "--rdzv-endpoint=sentiment-train-0.sentiment-568c85bf:29400",
                 "--rdzv-id=1234-abcd",
                 "--rdzv-conf=join_timeout=1800",
                 "--max-restarts=0",
@@ -245,7 +245,7 @@ def test_job_shape_per_node_count(nodes: int, indexed: bool, backoff: int) -> No
     assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "gpu"
     if indexed:
         assert spec["completionMode"] == "Indexed"
-        assert pod["subdomain"] == "sentiment-train"
+        assert pod["subdomain"] == "sentiment-568c85bf"
         assert container_of(job)["ports"] == [{"name": "c10d", "containerPort": 29400, "protocol": "TCP"}]
         assert job["metadata"]["annotations"]["kubetune.io/nodes"] == str(nodes)
     else:
@@ -262,7 +262,7 @@ def test_headless_service() -> None:
     spec = validate_spec({**BASE, "nodes": 2}, namespace="ml", name="sentiment", settings=OperatorSettings())
     service = build_headless_service(OWNER, spec)
     kubernetes_validate.validate(service, "1.30", strict=True)
-    assert service["metadata"]["name"] == "sentiment-train"
+    assert service["metadata"]["name"] == "sentiment-568c85bf"
     assert service["metadata"]["namespace"] == "ml"
     (ref,) = service["metadata"]["ownerReferences"]
     assert (ref["kind"], ref["uid"], ref["controller"]) == ("FineTuneJob", "1234-abcd", True)
@@ -283,14 +283,18 @@ def test_multi_node_names_fit_dns(name: str) -> None:
     label = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     job = job_name(name, 2)
     assert label.match(job) and len(f"{job}-{MAX_NODES - 1}") <= 63
-    service = service_name(name)
-    assert label.match(service) and len(service) <= 63 and service[0].isalpha()
-    assert job_name(name + "q", 2) != job and service_name(name + "q") != service
-    # The rendezvous host the pods are given is the index-0 pod's name under the Service.
+    assert job_name(name + "q", 2) != job
     owner = Owner(name=name, namespace="ml", uid="u-1")
+    service = service_name(owner)
+    assert label.match(service) and len(service) <= 63 and service[0].isalpha()
+    # Another FineTuneJob of the same name (a new uid) never meets the old one's Service.
+    assert service_name(Owner(name=name, namespace="ml", uid="u-2")) != service
+    # The rendezvous host the pods are given is the index-0 pod's name under the Service.
     spec = validate_spec({**CPU_SPEC, "nodes": 2}, namespace="ml", name=name, settings=OperatorSettings())
-    endpoint = next(a for a in container_of(build_job(owner, spec, OperatorSettings()))["command"] if "endpoint" in a)
+    built = build_job(owner, spec, OperatorSettings())
+    endpoint = next(a for a in container_of(built)["command"] if "endpoint" in a)
     assert endpoint == f"--rdzv-endpoint={job}-0.{service}:29400"
+    assert built["spec"]["template"]["spec"]["subdomain"] == service
 
 
 def test_spec_hash_ignores_the_default_node_count() -> None:
