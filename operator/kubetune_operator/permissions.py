@@ -4,10 +4,13 @@ The Helm chart's ClusterRole/Role are checked against these lists by a test, so 
 them honest: a call added to `kubetune_operator.kube` or a new watched resource in
 `kubetune_operator.handlers` needs its rule here, with the reason.
 
-CLUSTER_RULES are needed cluster-wide whatever KUBETUNE_NAMESPACES says; NAMESPACED_RULES
-go into a ClusterRole when the operator watches all namespaces, or into a Role in each
-watched namespace otherwise. PEERING_RULES are only needed when Kopf peering is used
-(not with `--standalone`).
+CLUSTER_RULES are needed cluster-wide whatever KUBETUNE_NAMESPACES says;
+NAMESPACE_OBSERVER_RULES cluster-wide only when serving a list of namespaces.
+NAMESPACED_RULES go into a ClusterRole when the operator watches all namespaces, or into
+a Role in each watched namespace otherwise. PEERING_RULES are only needed when Kopf
+peering is used (not with `--standalone`). Every verb is one the operator or Kopf (1.45)
+really sends: tests/chart/test_rbac.py derives the calls and compares them exactly, and
+tests/operator/test_operator_integration.py checks every request a running operator made.
 """
 
 from __future__ import annotations
@@ -24,37 +27,47 @@ class Rule(TypedDict):
 
 
 CLUSTER_RULES: list[Rule] = [
-    # Kopf's observer watches CRDs to notice our resource (re)appearing; without it Kopf
-    # logs a warning and only rediscovers resources on restart.
+    # Kopf's resource observer watches CRDs to notice our resource (re)appearing, in every
+    # mode; without it Kopf logs a warning and only rediscovers resources on restart.
     {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "verbs": ["list", "watch"]},
-    # Kopf's observer lists/watches namespaces when serving a namespace list or pattern.
+]
+
+NAMESPACE_OBSERVER_RULES: list[Rule] = [
+    # Kopf's namespace observer lists and watches namespaces only when it serves a list of
+    # namespaces (`--namespace`), to start and stop their watch streams as they come and
+    # go; cluster-wide (`-A`) it watches the resources across all namespaces instead.
     {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]},
 ]
 
 NAMESPACED_RULES: list[Rule] = [
-    # handlers.finetunejobs index + finetunejob_event: list & watch every FineTuneJob.
-    {"apiGroups": [API_GROUP], "resources": [PLURAL], "verbs": ["get", "list", "watch"]},
-    # kube.patch_finetunejob_status: status is the only thing the operator writes on them.
-    {"apiGroups": [API_GROUP], "resources": [f"{PLURAL}/status"], "verbs": ["get", "patch", "update"]},
+    # handlers.finetunejobs index + finetunejob_event: Kopf lists, then watches. Nothing
+    # reads a single FineTuneJob (the index holds them), so no `get`.
+    {"apiGroups": [API_GROUP], "resources": [PLURAL], "verbs": ["list", "watch"]},
+    # kube.patch_finetunejob_status: status is the only thing the operator writes on them,
+    # always as a merge patch (no `update`, no read-modify-write).
+    {"apiGroups": [API_GROUP], "resources": [f"{PLURAL}/status"], "verbs": ["patch"]},
     # handlers.trainer_jobs + kube.create_job / kube.patch_job (suspend).
-    {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list", "watch", "create", "patch"]},
+    {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["list", "watch", "create", "patch"]},
     # handlers.trainer_pods: the pod's phase, scheduling and container states.
-    {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]},
     # kube.read_pod_log: progress lines from the trainer's log tail.
     {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
-    # kopf.event (handlers.post_event): one Event per status transition.
-    {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create"]},
+    # kopf.event (handlers.post_event): one Event per status transition. Kopf posts core
+    # v1 Events (its references.EVENTS), never events.k8s.io ones.
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
 ]
 
 PEERING_RULES: list[Rule] = [
     # Kopf peering (several operator replicas, one active): cluster-scoped peering object
-    # when serving all namespaces, namespaced ones otherwise.
-    {"apiGroups": ["kopf.dev"], "resources": ["clusterkopfpeerings"], "verbs": ["list", "watch", "patch", "get"]},
-    {"apiGroups": ["kopf.dev"], "resources": ["kopfpeerings"], "verbs": ["list", "watch", "patch", "get"]},
+    # when serving all namespaces, namespaced ones otherwise. Kopf watches them and patches
+    # its own entry in; it never reads one by name.
+    {"apiGroups": ["kopf.dev"], "resources": ["clusterkopfpeerings"], "verbs": ["list", "watch", "patch"]},
+    {"apiGroups": ["kopf.dev"], "resources": ["kopfpeerings"], "verbs": ["list", "watch", "patch"]},
 ]
 
 REQUIRED_RULES: dict[str, list[Rule]] = {
     "cluster": CLUSTER_RULES,
+    "namespace-observer": NAMESPACE_OBSERVER_RULES,
     "namespaced": NAMESPACED_RULES,
     "peering": PEERING_RULES,
 }

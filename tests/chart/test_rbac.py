@@ -7,9 +7,12 @@ Three checks per watch mode:
 * coverage: every call the operator's code makes is granted, derived from the code
   itself: the resources its Kopf handlers watch (list + watch), every request each
   `KubeApi` method sends (recorded by calling it with the HTTP layer replaced), Kopf's
-  event posting, and Kopf's peering when on;
-* nothing more: no grant gives a capability (read, create, modify, delete) on a resource
-  that those calls and Kopf's own observer do not need.
+  event posting, its observers, and Kopf's peering when on;
+* nothing more: the grants equal those calls exactly (verb by verb), with Kopf's own
+  observers (CRDs always; namespaces only when serving a list of namespaces) and peering.
+
+tests/operator/test_operator_integration.py checks the other direction at run time:
+every request a running operator sent is granted.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 import kopf
 import pytest
 from chartlib import NAMESPACE, VALUE_SETS, kinds, render
+from kopf._cogs.structs import references  # Kopf's own names for what it watches and posts
 
 import kubetune_operator  # noqa: F401  (registers the handlers)
 from kubetune_operator import permissions
@@ -91,12 +95,29 @@ def _watched() -> set[Rule]:
     return rules
 
 
-def required_rules(peering: bool, clusterwide: bool) -> set[Rule]:
+def _kopf_rule(selector: Any, verb: str) -> Rule:
+    return (selector.group or "", selector.plural or selector.any_name, verb)
+
+
+def required_namespaced(peering: bool, clusterwide: bool) -> set[Rule]:
+    """What the operator sends about objects in a watched namespace, derived from the code."""
     rules = _watched() | _api_calls()
-    rules.add(("", "events", "create"))  # kopf.event() from the handlers
-    if peering:
-        resource = "clusterkopfpeerings" if clusterwide else "kopfpeerings"
-        rules |= {("kopf.dev", resource, verb) for verb in ("get", "list", "watch", "patch")}
+    # kopf.event() from the handlers: Kopf posts to its EVENTS resource (core v1).
+    rules.add(_kopf_rule(references.EVENTS, "create"))
+    if peering and not clusterwide:
+        rules |= {_kopf_rule(references.NAMESPACED_PEERINGS_K, verb) for verb in ("list", "watch", "patch")}
+    return rules
+
+
+def required_cluster(peering: bool, clusterwide: bool) -> set[Rule]:
+    """What Kopf itself reads cluster-wide: its observers (see kopf/_core/reactor/observation.py)."""
+    # The resource observer watches CRDs unless settings.scanning.disabled (we leave it on).
+    rules = {_kopf_rule(references.CRDS, verb) for verb in ("list", "watch")}
+    if not clusterwide:
+        # The namespace observer lists and watches namespaces only when serving a list of them.
+        rules |= {_kopf_rule(references.NAMESPACES, verb) for verb in ("list", "watch")}
+    if peering and clusterwide:
+        rules |= {_kopf_rule(references.CLUSTER_PEERINGS_K, verb) for verb in ("list", "watch", "patch")}
     return rules
 
 
@@ -108,33 +129,6 @@ def _expand(rules: Iterable[Any]) -> set[Rule]:
         for group in rule["apiGroups"]:
             for resource in rule["resources"]:
                 out |= {(group, resource, verb) for verb in rule["verbs"]}
-    return out
-
-
-CAPABILITY = {
-    "get": "read",
-    "list": "read",
-    "watch": "read",
-    "create": "create",
-    "patch": "modify",
-    "update": "modify",
-    "delete": "delete",
-    "deletecollection": "delete",
-}
-# The same resource under two API groups.
-SAME_RESOURCE = {("events.k8s.io", "events"): ("", "events")}
-# What Kopf itself reads to find resources and namespaces (its observer), in any mode.
-KOPF_OBSERVER = {("apiextensions.k8s.io", "customresourcedefinitions", "read"), ("", "namespaces", "read")}
-
-
-def _capabilities(rules: set[Rule]) -> set[tuple[str, str, str]]:
-    out = set()
-    for group, resource, verb in rules:
-        group, resource = SAME_RESOURCE.get((group, resource), (group, resource))
-        capability = CAPABILITY[verb]
-        if capability == "read" and resource.endswith("/status"):
-            resource = resource.removesuffix("/status")  # reading status reads the object
-        out.add((group, resource, capability))
     return out
 
 
@@ -156,12 +150,17 @@ def _rbac(objects: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]
 
 
 def test_derived_calls_are_sane() -> None:
-    rules = required_rules(peering=False, clusterwide=True)
+    rules = required_namespaced(peering=False, clusterwide=True)
     assert ("kubetune.io", "finetunejobs", "watch") in rules
     assert ("kubetune.io", "finetunejobs/status", "patch") in rules
     assert ("batch", "jobs", "create") in rules
     assert ("", "pods/log", "get") in rules
-    assert not any(verb == "delete" for _, _, verb in rules)
+    assert ("", "events", "create") in rules
+    assert not any(verb in ("delete", "update") for _, _, verb in rules)
+    # Nothing reads a single FineTuneJob, Job or pod: the Kopf indices hold them.
+    assert not any(verb == "get" and resource != "pods/log" for _, resource, verb in rules)
+    assert ("", "namespaces", "list") not in required_cluster(peering=False, clusterwide=True)
+    assert ("", "namespaces", "watch") in required_cluster(peering=False, clusterwide=False)
 
 
 @pytest.mark.parametrize("name", ["defaults", "ha-clusterwide"])
@@ -176,9 +175,9 @@ def test_clusterwide_rbac(name: str) -> None:
     if peering:
         expected += _peering_rule("clusterkopfpeerings")
     assert granted == _expand(expected), "the chart's ClusterRole differs from kubetune_operator.permissions"
-    needed = required_rules(peering=peering, clusterwide=True)
+    needed = required_cluster(peering, clusterwide=True) | required_namespaced(peering, clusterwide=True)
     assert needed - granted == set(), "calls the operator makes that the chart does not grant"
-    assert _capabilities(granted) - _capabilities(needed) - KOPF_OBSERVER == set(), "grants beyond the calls made"
+    assert granted - needed == set(), "grants for calls the operator never makes"
 
 
 @pytest.mark.parametrize(
@@ -190,19 +189,20 @@ def test_namespaced_rbac(name: str, namespaces: list[str]) -> None:
     objects = render(values)
     peering = bool(values.get("peering", {}).get("enabled"))
     cluster_role, _ = _rbac(objects)
-    # Cluster-wide: only what Kopf's observer reads; nothing on FineTuneJobs, Jobs or pods.
-    assert _expand(cluster_role["rules"]) == _expand(permissions.CLUSTER_RULES)
-    assert _capabilities(_expand(cluster_role["rules"])) <= KOPF_OBSERVER
+    # Cluster-wide: only what Kopf's observers read; nothing on FineTuneJobs, Jobs or pods.
+    cluster_granted = _expand(cluster_role["rules"])
+    assert cluster_granted == _expand([*permissions.CLUSTER_RULES, *permissions.NAMESPACE_OBSERVER_RULES])
+    assert cluster_granted == required_cluster(peering, clusterwide=False)
     roles, bindings = kinds(objects, "Role"), kinds(objects, "RoleBinding")
     assert sorted(r["metadata"]["namespace"] for r in roles) == sorted(namespaces)
     assert sorted(b["metadata"]["namespace"] for b in bindings) == sorted(namespaces)
     expected = [*permissions.NAMESPACED_RULES, *(_peering_rule("kopfpeerings") if peering else [])]
-    needed = required_rules(peering=peering, clusterwide=False)
+    needed = required_namespaced(peering, clusterwide=False)
     for role in roles:
         granted = _expand(role["rules"])
         assert granted == _expand(expected), "a Role differs from kubetune_operator.permissions"
         assert needed - granted == set(), "calls the operator makes that the Role does not grant"
-        assert _capabilities(granted) - _capabilities(needed) == set(), "grants beyond the calls made"
+        assert granted - needed == set(), "grants for calls the operator never makes"
     for binding in bindings:
         assert binding["roleRef"] == {
             "apiGroup": "rbac.authorization.k8s.io",

@@ -3,9 +3,11 @@ fixture playing the Job controller and the kubelet."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
+from kubetune_operator.permissions import CLUSTER_RULES, NAMESPACED_RULES
 from kubetune_trainer.protocol import Progress
 from tests.operator.cluster import FakeCluster, failed_result, succeeded_result
 from tests.operator.conftest import RunningOperator
@@ -205,6 +207,67 @@ async def test_restarted_operator_adopts_the_running_job(cluster: FakeCluster, o
     await cluster.terminate(pod, 0, succeeded_result())
     await cluster.job_condition(job, "Complete", "CompletionsReached")
     await cluster.wait_status("durable", phase("Succeeded"))
+
+
+# A resource request: /api/v1 or /apis/GROUP/VERSION, maybe /namespaces/NS, then the
+# resource, maybe a name and a subresource. Anything else (/api, /apis, /version,
+# /apis/GROUP/VERSION) is discovery, which every authenticated user may read.
+_RESOURCE_PATH = re.compile(
+    r"^/(?:api/v1|apis/(?P<group>[^/]+)/[^/]+)(?:/namespaces/[^/]+)?/(?P<resource>[^/]+)"
+    r"(?:/(?P<name>[^/]+)(?P<sub>/[^/]+)?)?$"
+)
+_OPERATOR_AGENTS = ("kopf/", "kubetune-operator/")
+
+
+def _rbac_rule(method: str, path_qs: str) -> tuple[str, str, str] | None:
+    path, _, query = path_qs.partition("?")
+    match = _RESOURCE_PATH.match(path)
+    if match is None:
+        return None
+    if method == "GET":
+        verb = "watch" if "watch=true" in query else "get" if match["name"] else "list"
+    else:
+        verb = {"POST": "create", "PATCH": "patch", "PUT": "update", "DELETE": "delete"}[method]
+    return (match["group"] or "", match["resource"] + (match["sub"] or ""), verb)
+
+
+async def test_every_request_is_granted_by_the_rbac(cluster: FakeCluster, operator: RunningOperator) -> None:
+    """What the running operator (Kopf and our client) sent, against permissions.py (the
+    chart renders exactly those; tests/chart/test_rbac.py checks that nothing more)."""
+    await cluster.create_ftj("audited", SPEC)
+    job = await cluster.wait_job("audited-train")
+    pod = await cluster.create_pod(job)
+    await cluster.run(job, pod)
+    cluster.log(pod, Progress(step=3, max_steps=10, loss=1.0))
+    await cluster.wait_status("audited", lambda s: (s.get("progress") or {}).get("step") == 3)
+    await cluster.patch_ftj("audited", {"metadata": {"generation": 2}, "spec": {"suspend": True}})
+    await cluster.wait_for(lambda: _job_suspended(cluster, "audited-train", True), message="the Job suspended")
+    await cluster.terminate(pod, 0, succeeded_result())
+    await cluster.job_condition(job, "Complete", "CompletionsReached")
+    await cluster.wait_status("audited", phase("Succeeded"))
+
+    granted = {
+        (group, resource, verb)
+        for rule in [*CLUSTER_RULES, *NAMESPACED_RULES]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+    sent = {
+        rule
+        for method, path, agent, _ in cluster.emulator.log
+        if agent.startswith(_OPERATOR_AGENTS) and (rule := _rbac_rule(method, path)) is not None
+    }
+    # Not vacuous: the calls of a whole lifecycle were seen.
+    assert {
+        ("kubetune.io", "finetunejobs", "watch"),
+        ("batch", "jobs", "create"),
+        ("batch", "jobs", "patch"),
+        ("kubetune.io", "finetunejobs/status", "patch"),
+        ("", "pods/log", "get"),
+        ("", "events", "create"),
+    } <= sent
+    assert sent - granted == set(), "the operator sent requests its RBAC does not grant"
 
 
 async def _events_for(cluster: FakeCluster, name: str) -> list[dict[str, Any]]:
