@@ -16,6 +16,7 @@ On a 401 (a rotated service-account token) the client logs in again and retries 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Callable
@@ -81,13 +82,16 @@ class HttpKubeApi:
     def __init__(self, login: Login = login_like_kopf) -> None:
         self._login = login
         self._session: aiohttp.ClientSession | None = None
+        self._retired: list[aiohttp.ClientSession] = []  # refused credentials, closed once idle
         self._server = ""
         self.requests: dict[str, int] = {}  # method -> count, for the bench and debugging
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        sessions = [self._session, *self._retired]
+        self._session, self._retired = None, []
+        for session in sessions:
+            if session is not None:
+                await session.close()
 
     def _connect(self) -> aiohttp.ClientSession:
         info = self._login()
@@ -100,15 +104,39 @@ class HttpKubeApi:
             trust_env=info.trust_env,
         )
 
-    async def _send(
-        self, method: str, path: str, query: list[tuple[str, Any]] | None, data: bytes | None, content_type: str | None
-    ) -> tuple[int, bytes]:
+    def _current(self) -> aiohttp.ClientSession:
         if self._session is None:
             self._session = self._connect()
+        return self._session
+
+    def _log_in_again(self, refused: aiohttp.ClientSession) -> None:
+        """A new session with fresh credentials, unless a concurrent call made one already.
+        The refused session is closed later: other calls may still be using it."""
+        if refused is not self._session:
+            return
+        logger.info("the API server refused the credentials (401); logging in again")
+        self._session = self._connect()
+        self._retired.append(refused)
+        asyncio.get_running_loop().call_later(REQUEST_TIMEOUT, lambda: asyncio.ensure_future(self._retire(refused)))
+
+    async def _retire(self, session: aiohttp.ClientSession) -> None:
+        if session in self._retired:  # not closed by close() meanwhile
+            self._retired.remove(session)
+            await session.close()
+
+    async def _send(
+        self,
+        session: aiohttp.ClientSession,
+        method: str,
+        path: str,
+        query: list[tuple[str, Any]] | None,
+        data: bytes | None,
+        content_type: str | None,
+    ) -> tuple[int, bytes]:
         headers = {"Content-Type": content_type} if content_type else None
         params = [(key, str(value)) for key, value in query] if query else None
         url = self._server + path
-        async with self._session.request(method, url, params=params, data=data, headers=headers) as rsp:
+        async with session.request(method, url, params=params, data=data, headers=headers) as rsp:
             return rsp.status, await rsp.read()
 
     async def _run(
@@ -125,12 +153,11 @@ class HttpKubeApi:
         if body is not None:
             data = json.dumps(body, separators=(",", ":")).encode()
             content_type = content_type or "application/json"
-        status, payload = await self._send(method, path, query, data, content_type)
-        if status == 401:
-            # A rotated token: log in again (re-reads the token file) and retry once.
-            logger.info("API server answered 401; logging in again")
-            await self.close()
-            status, payload = await self._send(method, path, query, data, content_type)
+        session = self._current()
+        status, payload = await self._send(session, method, path, query, data, content_type)
+        if status == 401:  # a rotated token: log in again (re-reads the token file), retry once
+            self._log_in_again(session)
+            status, payload = await self._send(self._current(), method, path, query, data, content_type)
         return status, payload
 
     async def create_job(self, namespace: str, body: dict[str, Any]) -> bool:

@@ -61,20 +61,26 @@ def _api_calls() -> set[Rule]:
     """Every request each KubeApi method sends, as RBAC (group, resource, verb)."""
     calls: list[tuple[str, str]] = []
 
-    async def record(method: str, path: str, *_: Any) -> tuple[int, bytes]:
+    async def record(_session: Any, method: str, path: str, *_: Any) -> tuple[int, bytes]:
         calls.append((method, path))
         return 200, b"{}"
 
-    api = HttpKubeApi()
-    api._send = record  # type: ignore[method-assign]
-    methods = [name for name, _ in inspect.getmembers(KubeApi, inspect.iscoroutinefunction) if not name.startswith("_")]
-    assert methods, "KubeApi declares no calls"
-    for name in methods:
-        method = getattr(api, name)
-        before = len(calls)
-        arguments = {p.name: _fake_argument(p) for p in inspect.signature(method).parameters.values()}
-        asyncio.run(method(**arguments))
-        assert len(calls) > before, f"KubeApi.{name} sent no request"
+    async def call_all() -> None:
+        api = HttpKubeApi(login=lambda: kopf.ConnectionInfo(server="https://kubernetes.invalid"))
+        api._send = record  # type: ignore[method-assign]
+        methods = [n for n, _ in inspect.getmembers(KubeApi, inspect.iscoroutinefunction) if not n.startswith("_")]
+        assert methods, "KubeApi declares no calls"
+        try:
+            for name in methods:
+                method = getattr(api, name)
+                before = len(calls)
+                arguments = {p.name: _fake_argument(p) for p in inspect.signature(method).parameters.values()}
+                await method(**arguments)
+                assert len(calls) > before, f"KubeApi.{name} sent no request"
+        finally:
+            await api.close()
+
+    asyncio.run(call_all())
     return {_rule_for(method, path) for method, path in calls}
 
 
