@@ -24,15 +24,12 @@ from __future__ import annotations
 import copy
 import json
 import math
-import platform
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
-from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
-from kubetune_trainer import __version__
 from kubetune_trainer.distributed import DistributedEnv
 from kubetune_trainer.errors import ConfigError, DataError
 from kubetune_trainer.protocol import (
@@ -72,8 +69,6 @@ RUN_DEFAULTS: dict[str, Any] = {
 _SNAPSHOT_IGNORE = ["*.onnx", "onnx/*", "openvino/*", "*.h5", "*.msgpack", "*.ot", "*.tflite", "coreml/*"]
 
 _EVAL_TIMINGS = frozenset({"runtime", "samples_per_second", "steps_per_second"})
-
-_VERSIONED = ("torch", "transformers", "datasets", "peft", "accelerate", "bitsandbytes", "fsspec")
 
 
 def exit_code(result: Result) -> int:
@@ -154,7 +149,7 @@ def resolve_base(spec: TrainingSpec, warnings: list[str]) -> str:
 
 
 def _run(spec: TrainingSpec, job_name: str, on_progress: Callable[[Progress], None] | None) -> Result:
-    from kubetune_trainer import artifacts
+    from kubetune_trainer import artifacts, metadata
     from kubetune_trainer.data_sources import load_data
     from kubetune_trainer.progress import ProgressCallback
 
@@ -187,7 +182,7 @@ def _run(spec: TrainingSpec, job_name: str, on_progress: Callable[[Progress], No
             "use another output.uri to start from scratch"
         )
 
-    # 2. Train. (An unset task holds the Task member itself, not its value: normalise.)
+    # 2. Train.
     task = Task(spec.task).value
     from kubetune_trainer.hftrainer import HFTrainer
     from kubetune_trainer.metrics import default_metrics
@@ -236,7 +231,7 @@ def _run(spec: TrainingSpec, job_name: str, on_progress: Callable[[Progress], No
     finished_at = datetime.now(timezone.utc)
     artifacts.write_metadata(
         output,
-        build_metadata(
+        metadata.build_metadata(
             spec,
             job_name=job_name,
             artifact=artifact,
@@ -291,73 +286,6 @@ def save_merged(model: Any, tokenizer: Any, base: str, target: Path, quantized: 
         tokenizer.save_pretrained(str(target))
 
 
-def build_metadata(
-    spec: TrainingSpec,
-    *,
-    job_name: str,
-    artifact: Artifact,
-    metrics: dict[str, float],
-    warnings: list[str],
-    train_rows: int,
-    validation_rows: int | None,
-    quantized: bool,
-    trainer_args: Any,
-    global_step: int | None,
-    resumed_from: int | None,
-    started_at: datetime,
-    place: DistributedEnv | None = None,
-    finished_at: datetime,
-    duration: float,
-) -> dict[str, Any]:
-    """The contents of kubetune.json: enough to know what was trained, from what, how."""
-    return {
-        "kubetuneVersion": __version__,
-        "job": job_name,
-        "task": Task(spec.task).value,
-        "base": {"model": spec.base.model, "revision": spec.base.revision},
-        "data": {
-            "train": spec.data.train,
-            "validation": spec.data.validation,
-            "columns": spec.data.columns,
-            "format": spec.data.format,
-            "trainRows": train_rows,
-            "validationRows": validation_rows,
-        },
-        "maxLength": spec.max_length,
-        "quantize": {"requested": spec.quantize, "applied": quantized},
-        "lora": spec.lora,
-        "trainingArgs": spec.training_args,
-        "resolvedTrainingArgs": _changed_training_args(trainer_args),
-        "artifact": artifact.model_dump(mode="json", by_alias=True, exclude_none=True),
-        "metrics": metrics,
-        "warnings": warnings,
-        "globalStep": global_step,
-        "resumedFromStep": resumed_from,
-        "distributed": _distributed_metadata(place or DistributedEnv(), trainer_args),
-        "versions": library_versions(),
-        "startedAt": started_at.isoformat(),
-        "finishedAt": finished_at.isoformat(),
-        "durationSeconds": round(duration, 3),
-    }
-
-
-def _distributed_metadata(place: DistributedEnv, trainer_args: Any) -> dict[str, Any]:
-    """How many processes trained, on how many nodes, with which collective backend."""
-    nodes = place.world_size // place.local_world_size if place.local_world_size else 1
-    backend = None
-    if place.distributed:
-        import torch.distributed as dist
-
-        backend = dist.get_backend() if dist.is_available() and dist.is_initialized() else None
-    return {
-        "worldSize": place.world_size,
-        "nodes": nodes,
-        "processesPerNode": place.local_world_size,
-        "backend": backend,
-        "parallelMode": str(getattr(getattr(trainer_args, "parallel_mode", None), "value", "")) or None,
-    }
-
-
 def agree_before_training(place: DistributedEnv, error: BaseException | None, checkpoint: Path | None) -> None:
     """Compare every rank's preflight outcome; raise the same failure on every rank.
 
@@ -390,50 +318,6 @@ def agree_before_training(place: DistributedEnv, error: BaseException | None, ch
     if len(chosen) > 1:
         names = ", ".join(f"rank {rank}: {name or 'none'}" for rank, (_, name) in enumerate(reports))
         raise RuntimeError(f"ranks disagree on the checkpoint to resume from ({names})")
-
-
-def library_versions() -> dict[str, str]:
-    versions = {"python": platform.python_version(), "kubetune": __version__}
-    for name in _VERSIONED:
-        try:
-            versions[name] = importlib_metadata.version(name)
-        except importlib_metadata.PackageNotFoundError:
-            continue
-    return versions
-
-
-def _changed_training_args(args: Any) -> dict[str, Any]:
-    """The TrainingArguments that differ from transformers' defaults (paths left out)."""
-    if args is None:
-        return {}
-    from transformers import TrainingArguments
-
-    # With use_cpu as in the run: building TrainingArguments resets accelerate's state, and
-    # a CPU run under torchrun would otherwise be re-set up as not distributed (and warn so).
-    defaults = TrainingArguments(output_dir=args.output_dir, use_cpu=args.use_cpu).to_dict()
-    defaults["use_cpu"] = _field_default("use_cpu")
-    skip = {"output_dir", "logging_dir"}
-    changed = {}
-    for key, value in args.to_dict().items():
-        if key not in skip and defaults.get(key) != value:
-            changed[key] = value if _json_safe(value) else str(value)
-    return changed
-
-
-def _field_default(name: str) -> Any:
-    import dataclasses
-
-    from transformers import TrainingArguments
-
-    return next(field.default for field in dataclasses.fields(TrainingArguments) if field.name == name)
-
-
-def _json_safe(value: Any) -> bool:
-    try:
-        json.dumps(value)
-    except (TypeError, ValueError):
-        return False
-    return True
 
 
 def _global_step(trainer: Any) -> int | None:
