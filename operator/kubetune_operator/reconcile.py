@@ -41,6 +41,8 @@ MAX_RETRY_DELAY = 60.0
 # How long a status change waits before it is written (see Reconciler.reconcile): long
 # enough for the related watch events of one change to arrive, short for a human.
 STATUS_DELAY = 0.2
+# How long a due status write waits at most for the Job's status to catch up with its pod.
+MAX_SETTLE = 2.0
 JOB_CREATED = "JobCreated"  # the Event reason kubetune_operator.events gives a first Pending status
 
 
@@ -86,6 +88,20 @@ def _owned_by(obj: Body, uid: str) -> bool:
     return any(ref.get("uid") == uid for ref in obj.get("metadata", {}).get("ownerReferences") or [])
 
 
+def _job_lags_pods(job: Body, pods: list[Body]) -> bool:
+    """Whether the Job controller has yet to record what the Job's pods show: a running pod
+    without the Job's startTime, or more finished pods than the Job counts."""
+    status = job.get("status") or {}
+    conditions = status.get("conditions") or []
+    if any(c.get("type") in ("Complete", "Failed") and c.get("status") == "True" for c in conditions):
+        return False
+    phases = [(p.get("status") or {}).get("phase") for p in pods]
+    if "Running" in phases and not status.get("startTime"):
+        return True
+    finished = sum(1 for phase in phases if phase in ("Succeeded", "Failed"))
+    return finished > (status.get("succeeded") or 0) + (status.get("failed") or 0)
+
+
 def _parse_time(text: str | None) -> datetime | None:
     if not text:
         return None
@@ -115,6 +131,7 @@ class Reconciler:
         self.status_delay = status_delay
         self._flushes: dict[Key, asyncio.TimerHandle] = {}
         self._announced: set[Key] = set()  # JobCreated posted, status not written yet
+        self._unsettled_since: dict[Key, datetime] = {}  # a due write waits for the Job
         self._locks: dict[Key, asyncio.Lock] = {}
         self._written: dict[Key, dict[str, Any]] = {}  # status the server has, after our patches
         self._created: dict[str, dict[str, Any]] = {}  # FineTuneJob uid -> Job we created, until indexed
@@ -194,10 +211,11 @@ class Reconciler:
 
         phase = desired["phase"]
         pod = newest_pod(pods)
-        if patch and not flush and self.status_delay > 0:
+        if patch and self.status_delay > 0 and (not flush or self._settling(key, job, pods)):
             # Write a little later, from whatever is observed then: the Job's and the pod's
-            # watch streams are not ordered, so one change (the pod running, the Job's
-            # startTime) often arrives as two events; written at once, each is a status write.
+            # watch streams are not ordered, and the Job controller records a pod's change
+            # after the pod shows it, so one change often arrives as two events; written
+            # at once, each would be a status write.
             self._schedule_flush(key)
             patch = {}
         elif phase in TERMINAL and previous.get("phase") not in TERMINAL and pod is not None:
@@ -211,6 +229,7 @@ class Reconciler:
                 self._forget(key)  # deleted meanwhile
                 return
             self._written[key] = _merged(previous, patch)
+            self._unsettled_since.pop(key, None)
             event = transition_event(previous, desired, (job or {}).get("metadata", {}).get("name"))
             if event is not None and not (event.reason == JOB_CREATED and key in self._announced):
                 self.post_event(ftj, event)
@@ -355,6 +374,7 @@ class Reconciler:
         self._stop_polling(key)
         self._specs.pop(key, None)
         self._announced.discard(key)
+        self._unsettled_since.pop(key, None)
         flush = self._flushes.pop(key, None)
         if flush is not None:
             flush.cancel()
@@ -376,6 +396,15 @@ class Reconciler:
             old.cancel()
         loop = asyncio.get_running_loop()
         self._retries[key] = loop.call_later(delay, lambda: asyncio.ensure_future(self._retry(key)))
+
+    def _settling(self, key: Key, job: Body | None, pods: list[Body]) -> bool:
+        """At a due write: whether to wait a little more because the Job has not caught up
+        with its pod yet (bounded by MAX_SETTLE from the first postponed change)."""
+        if job is None or not _job_lags_pods(job, pods):
+            self._unsettled_since.pop(key, None)
+            return False
+        since = self._unsettled_since.setdefault(key, self.clock())
+        return (self.clock() - since).total_seconds() < MAX_SETTLE
 
     def _schedule_flush(self, key: Key) -> None:
         if key in self._flushes:
