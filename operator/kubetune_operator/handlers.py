@@ -15,7 +15,13 @@ from typing import Any
 
 import kopf
 
-from kubetune_operator.builders import ANNOTATION_FINETUNEJOB, LABEL_FINETUNEJOB, LABEL_MANAGED_BY, MANAGER
+from kubetune_operator.builders import (
+    ANNOTATION_FINETUNEJOB,
+    COMPLETION_INDEX_KEY,
+    LABEL_FINETUNEJOB,
+    LABEL_MANAGED_BY,
+    MANAGER,
+)
 from kubetune_operator.events import Event
 from kubetune_operator.kube import HttpKubeApi
 from kubetune_operator.metrics import Metrics
@@ -79,12 +85,13 @@ async def trainer_pods(body: kopf.Body, **_: Any) -> dict[Key, dict[str, Any]] |
     key = _owner_key(body)
     if key is None:
         return None
-    return {
-        key: {
-            "metadata": _meta(body, "name", "namespace", "uid", "ownerReferences", "creationTimestamp"),
-            "status": dict(body.get("status") or {}),
-        }
-    }
+    metadata = _meta(body, "name", "namespace", "uid", "ownerReferences", "creationTimestamp")
+    # A multi-node run's pods differ by completion index (which rank's pod, which failed);
+    # only that annotation is kept, not all of them.
+    index = ((body.get("metadata") or {}).get("annotations") or {}).get(COMPLETION_INDEX_KEY)
+    if index is not None:
+        metadata["annotations"] = {COMPLETION_INDEX_KEY: index}
+    return {key: {"metadata": metadata, "status": dict(body.get("status") or {})}}
 
 
 class KopfIndices:

@@ -61,6 +61,9 @@ class KubeApi(Protocol):
 
     async def patch_job(self, namespace: str, name: str, patch: dict[str, Any]) -> None: ...
 
+    async def create_service(self, namespace: str, body: dict[str, Any]) -> bool:
+        """Create a Service (a multi-node run's headless one); False when it already exists (409)."""
+
     async def patch_finetunejob_status(self, namespace: str, name: str, patch: dict[str, Any]) -> bool:
         """Merge-patch the status subresource; False when the object is gone (404)."""
 
@@ -166,6 +169,14 @@ class HttpKubeApi:
             return False
         if status >= 300:
             raise ApiError(status, f"creating Job {namespace}/{body['metadata']['name']}", data)
+        return True
+
+    async def create_service(self, namespace: str, body: dict[str, Any]) -> bool:
+        status, data = await self._run("POST", f"/api/v1/namespaces/{namespace}/services", body=body)
+        if status == 409:
+            return False
+        if status >= 300:
+            raise ApiError(status, f"creating Service {namespace}/{body['metadata']['name']}", data)
         return True
 
     async def patch_job(self, namespace: str, name: str, patch: dict[str, Any]) -> None:

@@ -48,6 +48,9 @@ NAMESPACED_RULES: list[Rule] = [
     {"apiGroups": [API_GROUP], "resources": [f"{PLURAL}/status"], "verbs": ["patch"]},
     # handlers.trainer_jobs + kube.create_job / kube.patch_job (suspend).
     {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["list", "watch", "create", "patch"]},
+    # kube.create_service: a multi-node run's headless Service (pod DNS names for the
+    # rendezvous). Created once, never read, changed or deleted (garbage collection does).
+    {"apiGroups": [""], "resources": ["services"], "verbs": ["create"]},
     # handlers.trainer_pods: the pod's phase, scheduling and container states.
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]},
     # kube.read_pod_log: progress lines from the trainer's log tail.

@@ -22,14 +22,21 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
-from kubetune_operator.builders import ANNOTATION_SPEC_HASH, CONTAINER_NAME, Owner, build_job, spec_hash
-from kubetune_operator.events import Event, transition_event
+from kubetune_operator.builders import (
+    ANNOTATION_SPEC_HASH,
+    CONTAINER_NAME,
+    Owner,
+    build_headless_service,
+    build_job,
+    spec_hash,
+)
+from kubetune_operator.events import Event, shared_output_warning, transition_event
 from kubetune_operator.kube import KubeApi
 from kubetune_operator.metrics import Metrics
 from kubetune_operator.progress import LOG_LIMIT_BYTES, LOG_TAIL_LINES, progress_from_log, rfc3339, same_progress
 from kubetune_operator.settings import OperatorSettings
 from kubetune_operator.spec import KUEUE_QUEUE_LABEL, FineTuneJobSpec
-from kubetune_operator.status import Observed, desired_status, newest_pod, status_patch
+from kubetune_operator.status import Observed, desired_status, lead_pod, status_patch
 from kubetune_operator.validation import InvalidSpecError, validate_spec
 
 logger = logging.getLogger("kubetune.reconcile")
@@ -210,7 +217,8 @@ class Reconciler:
         patch = status_patch(previous, desired)
 
         phase = desired["phase"]
-        pod = newest_pod(pods)
+        # Rank 0's pod (the only one in a single-node run): progress lines come from it.
+        pod = lead_pod(pods)
         if patch and self.status_delay > 0 and (not flush or self._settling(key, job, pods)):
             # Write a little later, from whatever is observed then: the Job's and the pod's
             # watch streams are not ordered, and the Job controller records a pod's change
@@ -244,6 +252,10 @@ class Reconciler:
     async def _create_job(self, ftj: Body, spec: FineTuneJobSpec) -> dict[str, Any]:
         owner = Owner.from_body(ftj)
         manifest = build_job(owner, spec, self.settings)
+        if spec.nodes > 1:
+            # Before the Job, so the pods' DNS names exist when they start. Its name carries
+            # the FineTuneJob's uid: 409 means it is ours, from an earlier try.
+            await self.api.create_service(owner.namespace, build_headless_service(owner, spec))
         created = await self.api.create_job(owner.namespace, manifest)
         if not created:
             others = [j for j in self.indices.jobs((owner.namespace, owner.name)) if not _owned_by(j, owner.uid)]
@@ -254,6 +266,9 @@ class Reconciler:
             # Told when it happens, not with the (delayed) status write: the pod may be
             # running by then, and the status go straight to Running.
             self.post_event(ftj, Event("Normal", JOB_CREATED, f"created Job {manifest['metadata']['name']}"))
+            warning = shared_output_warning(spec.nodes, spec.output.uri if spec.output else None)
+            if warning is not None:
+                self.post_event(ftj, warning)
             self._announced.add((owner.namespace, owner.name))
             if self.metrics is not None:
                 created_at = _parse_time(ftj["metadata"].get("creationTimestamp"))

@@ -160,6 +160,7 @@ def test_derived_calls_are_sane() -> None:
     assert ("kubetune.io", "finetunejobs", "watch") in rules
     assert ("kubetune.io", "finetunejobs/status", "patch") in rules
     assert ("batch", "jobs", "create") in rules
+    assert ("", "services", "create") in rules  # a multi-node run's headless Service
     assert ("", "pods/log", "get") in rules
     assert ("", "events", "create") in rules
     assert not any(verb in ("delete", "update") for _, _, verb in rules)
