@@ -164,19 +164,18 @@ class HttpKubeApi:
         return status, payload
 
     async def create_job(self, namespace: str, body: dict[str, Any]) -> bool:
-        status, data = await self._run("POST", f"/apis/batch/v1/namespaces/{namespace}/jobs", body=body)
-        if status == 409:
-            return False
-        if status >= 300:
-            raise ApiError(status, f"creating Job {namespace}/{body['metadata']['name']}", data)
-        return True
+        return await self._create(f"/apis/batch/v1/namespaces/{namespace}/jobs", "Job", namespace, body)
 
     async def create_service(self, namespace: str, body: dict[str, Any]) -> bool:
-        status, data = await self._run("POST", f"/api/v1/namespaces/{namespace}/services", body=body)
+        return await self._create(f"/api/v1/namespaces/{namespace}/services", "Service", namespace, body)
+
+    async def _create(self, path: str, kind: str, namespace: str, body: dict[str, Any]) -> bool:
+        """POST `body`; False when it already exists (409: created before, by us)."""
+        status, data = await self._run("POST", path, body=body)
         if status == 409:
             return False
         if status >= 300:
-            raise ApiError(status, f"creating Service {namespace}/{body['metadata']['name']}", data)
+            raise ApiError(status, f"creating {kind} {namespace}/{body['metadata']['name']}", data)
         return True
 
     async def patch_job(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
