@@ -216,7 +216,7 @@ CROSS_FIELD_CASES: list[tuple[str, dict[str, Any], bool]] = [
     ("output on a claim", {"output": {"uri": "pvc://models/run-1"}}, True),
     ("output in s3", {"output": {"uri": "s3://bucket/run-1"}}, True),
     ("output in azure, abfss", {"output": {"uri": "abfss://c@acct.dfs.core.windows.net/m"}}, True),
-    ("output scheme in capitals", {"output": {"uri": "S3://bucket/run-1"}}, True),
+    ("output scheme in capitals", {"output": {"uri": "S3://bucket/run-1"}}, False),
     ("output PVC:// in capitals", {"output": {"uri": "PVC://models/run-1"}}, False),
     ("output pvc:// without a claim", {"output": {"uri": "pvc://"}}, False),
     ("output on a local path", {"output": {"uri": "/models/run-1"}}, False),
@@ -251,9 +251,6 @@ CROSS_FIELD_CASES: list[tuple[str, dict[str, Any], bool]] = [
 # Cases where admission and the operator disagree today, and why. Each is asserted, so
 # the entry must go when either side changes.
 KNOWN_DIVERGENCES = {
-    # The operator lower-cases the scheme and accepts it, but fsspec does not know "S3"
-    # (ValueError: Protocol not known), so the run would fail later: CEL is right to refuse.
-    "output scheme in capitals": "operator accepts, CEL refuses",
     # CEL checks only the scheme; the operator also wants a claim name after pvc://, and
     # marks the run Failed (InvalidSpec) after admission.
     "output pvc:// without a claim": "operator refuses, CEL accepts",

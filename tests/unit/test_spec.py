@@ -72,6 +72,11 @@ def test_output_cannot_be_a_web_url() -> None:
     )
 
 
+def test_scheme_must_be_lower_case() -> None:
+    # fsspec knows "s3" but not "S3": refuse now rather than fail in the pod.
+    assert "write the URI scheme in lower case: s3://, not S3://" in error_text(data={"train": "S3://b/t.csv"})
+
+
 def test_windows_drive_letter_is_a_path() -> None:
     assert uri_scheme(r"C:\data\train.csv") == ""
 

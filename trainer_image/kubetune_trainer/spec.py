@@ -62,6 +62,10 @@ def uri_scheme(uri: str) -> str:
 
 def _check_scheme(uri: str, allowed: frozenset[str], what: str) -> str:
     scheme = uri_scheme(uri)
+    written = uri.split(":", 1)[0]  # urlsplit lower-cases the scheme; keep what the user wrote
+    if scheme and written != scheme:
+        # fsspec only knows lower-case protocols: "S3://" would fail at run time instead.
+        raise ValueError(f"write the URI scheme in lower case: {scheme}://, not {written}://")
     if scheme not in allowed:
         shown = ", ".join([*sorted(f"{s}://" for s in allowed if s), "a local path"])
         raise ValueError(f"unsupported URI scheme {scheme!r} for {what}; use one of: {shown}")
