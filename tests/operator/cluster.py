@@ -23,7 +23,7 @@ from typing import Any
 import aiohttp
 import kmock
 
-from kubetune_operator.builders import CONTAINER_NAME
+from kubetune_operator.builders import COMPLETION_INDEX_KEY, CONTAINER_NAME
 from kubetune_operator.spec import API_GROUP, API_VERSION, KIND, PLURAL
 from kubetune_trainer.protocol import Artifact, Progress, Result, encode_result, format_progress
 
@@ -287,11 +287,23 @@ class FakeCluster:
             },
         )
 
-    async def create_pod(self, job: dict[str, Any]) -> dict[str, Any]:
-        """A pod from the Job's template, Pending and unscheduled."""
+    async def create_pod(self, job: dict[str, Any], index: int | None = None) -> dict[str, Any]:
+        """A pod from the Job's template, Pending and unscheduled.
+
+        With `index`: what the Job controller makes for that index of an Indexed Job
+        (completion-index label and annotation, hostname `<job>-<index>`).
+        """
         meta = job["metadata"]
         template = job["spec"]["template"]
-        name = f"{meta['name']}-{next(_counter):05d}"
+        labels = {**template["metadata"]["labels"], "batch.kubernetes.io/job-name": meta["name"]}
+        annotations = dict(template["metadata"].get("annotations") or {})
+        spec = template["spec"]
+        if index is None:
+            name = f"{meta['name']}-{next(_counter):05d}"
+        else:
+            name = f"{meta['name']}-{index}-{uuid.uuid4().hex[:5]}"
+            labels[COMPLETION_INDEX_KEY] = annotations[COMPLETION_INDEX_KEY] = str(index)
+            spec = {**spec, "hostname": f"{meta['name']}-{index}"}
         pod = {
             "apiVersion": "v1",
             "kind": "Pod",
@@ -301,8 +313,8 @@ class FakeCluster:
                 "uid": str(uuid.uuid4()),
                 "resourceVersion": "1",
                 "creationTimestamp": now(),
-                "labels": {**template["metadata"]["labels"], "batch.kubernetes.io/job-name": meta["name"]},
-                "annotations": dict(template["metadata"].get("annotations") or {}),
+                "labels": labels,
+                "annotations": annotations,
                 "ownerReferences": [
                     {
                         "apiVersion": "batch/v1",
@@ -313,7 +325,7 @@ class FakeCluster:
                     }
                 ],
             },
-            "spec": template["spec"],
+            "spec": spec,
             "status": {"phase": "Pending"},
         }
         return await self.request("POST", f"/api/v1/namespaces/{meta['namespace']}/pods", pod)

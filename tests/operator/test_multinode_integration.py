@@ -4,13 +4,12 @@ the index annotation and hostname Kubernetes gives them) and the kubelet."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 from typing import Any
 
-from kubetune_operator.builders import COMPLETION_INDEX_KEY, Owner, service_name
+from kubetune_operator.builders import Owner, service_name
 from kubetune_trainer.protocol import Progress
-from tests.operator.cluster import FakeCluster, failed_result, now, succeeded_result
+from tests.operator.cluster import FakeCluster, failed_result, succeeded_result
 from tests.operator.conftest import RunningOperator
 
 SPEC: dict[str, Any] = {
@@ -25,35 +24,6 @@ SPEC: dict[str, Any] = {
 
 def phase(name: str) -> Callable[[dict[str, Any]], bool]:
     return lambda status: status.get("phase") == name
-
-
-async def create_indexed_pod(cluster: FakeCluster, job: dict[str, Any], index: int) -> dict[str, Any]:
-    """What the Job controller makes for one index of an Indexed Job."""
-    meta, template = job["metadata"], job["spec"]["template"]
-    name = f"{meta['name']}-{index}-{uuid.uuid4().hex[:5]}"
-    pod = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": name,
-            "namespace": meta["namespace"],
-            "uid": str(uuid.uuid4()),
-            "resourceVersion": "1",
-            "creationTimestamp": now(),
-            "labels": {
-                **template["metadata"]["labels"],
-                "batch.kubernetes.io/job-name": meta["name"],
-                COMPLETION_INDEX_KEY: str(index),
-            },
-            "annotations": {**(template["metadata"].get("annotations") or {}), COMPLETION_INDEX_KEY: str(index)},
-            "ownerReferences": [
-                {"apiVersion": "batch/v1", "kind": "Job", "name": meta["name"], "uid": meta["uid"], "controller": True}
-            ],
-        },
-        "spec": {**template["spec"], "hostname": f"{meta['name']}-{index}"},
-        "status": {"phase": "Pending"},
-    }
-    return await cluster.request("POST", f"/api/v1/namespaces/{meta['namespace']}/pods", pod)
 
 
 async def services(cluster: FakeCluster, namespace: str = "default") -> list[dict[str, Any]]:
@@ -76,11 +46,11 @@ async def test_two_nodes_train_to_success(cluster: FakeCluster, operator: Runnin
     command = job["spec"]["template"]["spec"]["containers"][0]["command"]
     assert f"--rdzv-endpoint=big-train-0.{expected}:29400" in command and "--nnodes=2" in command
 
-    rank0 = await create_indexed_pod(cluster, job, 0)
+    rank0 = await cluster.create_pod(job, index=0)
     await cluster.run(job, rank0)
     status = await cluster.wait_status("big", lambda s: s.get("jobName") == "big-train")
     assert status["phase"] == "Pending"  # rank 1's pod is not there yet: no training without it
-    rank1 = await create_indexed_pod(cluster, job, 1)
+    rank1 = await cluster.create_pod(job, index=1)
     await cluster.run(job, rank1)
     status = await cluster.wait_status("big", phase("Running"))
     assert status["podName"] == rank0["metadata"]["name"]
@@ -104,7 +74,7 @@ async def test_failed_index_is_reported(cluster: FakeCluster, operator: RunningO
     spec = {**SPEC, "output": {"uri": "pvc://models/out"}}
     await cluster.create_ftj("shaky", spec)
     job = await cluster.wait_job("shaky-train")
-    pods = [await create_indexed_pod(cluster, job, index) for index in (0, 1)]
+    pods = [await cluster.create_pod(job, index=index) for index in (0, 1)]
     for pod in pods:
         await cluster.run(job, pod)
     await cluster.wait_status("shaky", phase("Running"))
