@@ -32,12 +32,13 @@ from kubetune_operator.spec import (
     CATEGORY,
     KIND,
     PLURAL,
+    SECRET_ENV_PATTERN,
     SHORT_NAME,
     SINGULAR,
     FineTuneJobSpec,
 )
 from kubetune_operator.status_model import FineTuneJobStatus
-from kubetune_trainer.spec import OBJECT_STORE_SCHEMES, PVC_SCHEME
+from kubetune_trainer.spec import OBJECT_STORE_SCHEMES, PVC_SCHEME, TASK_COLUMNS
 
 Schema = dict[str, Any]
 
@@ -49,7 +50,7 @@ OPAQUE_FIELDS = frozenset({"quantize", "lora", "trainingArgs", "affinity"})
 UNTYPED_FIELDS = frozenset({"quantize", "lora"})  # not even has() can see these
 
 PERSISTENT_OUTPUT_PATTERN = "^(" + "|".join(sorted({*OBJECT_STORE_SCHEMES, PVC_SCHEME})) + ")://"
-SECRET_NAME_PATTERN = "(?i)(TOKEN|SECRET|PASSWORD|ACCESS_KEY|CREDENTIALS|_KEY$)"
+SECRET_NAME_PATTERN = "(?i)" + SECRET_ENV_PATTERN
 
 
 def _resolve(node: Any, defs: dict[str, Schema]) -> Any:
@@ -115,6 +116,24 @@ def model_schema(model: type[Any]) -> Schema:
     return _structural(_resolve(raw, raw.get("$defs", {})))
 
 
+def _columns_rule() -> tuple[str, str]:
+    """The CEL rule and message for columns per task, from the trainer's TASK_COLUMNS.
+
+    Tasks that read one column share the fallback branch; the others get one branch each.
+    """
+    size = "size(self.data.columns)"
+    branches, readings = [], []
+    for task, (low, high, meaning) in TASK_COLUMNS.items():
+        if (low, high) == (1, 1):
+            continue
+        count = f"{size} == {low}" if low == high else f"{size} in [{', '.join(map(str, range(low, high + 1)))}]"
+        branches.append(f"self.task == '{task.value}' ? {count} : ")
+        readings.append(f"{task.value} {'' if readings else 'reads '}{meaning}")
+    rule = f"!has(self.data.columns) || ({''.join(branches)}{size} == 1)"
+    message = "spec.data.columns: " + "; ".join([*readings, "other tasks (text)"])
+    return rule, message
+
+
 def _add_rule(node: Schema, rule: str, message: str, **extra: str) -> None:
     node.setdefault("x-kubernetes-validations", []).append({"rule": rule, "message": message, **extra})
 
@@ -147,18 +166,8 @@ def spec_schema() -> Schema:
         "spec.prefix is only used by task sequence-sequence",
         fieldPath=".prefix",
     )
-    _add_rule(
-        schema,
-        "!has(self.data.columns) || ("
-        "self.task == 'text-classification' ? size(self.data.columns) in [2, 3] : "
-        "self.task == 'question-answering' ? size(self.data.columns) == 3 : "
-        "self.task == 'sequence-sequence' ? size(self.data.columns) == 2 : "
-        "size(self.data.columns) == 1)",
-        "spec.data.columns: text-classification reads (text, label) or (text1, text2, label); "
-        "question-answering (question, context, answers); sequence-sequence (source, target); "
-        "other tasks (text)",
-        fieldPath=".data.columns",
-    )
+    rule, message = _columns_rule()
+    _add_rule(schema, rule, message, fieldPath=".data.columns")
     _add_rule(
         props["output"],
         f"self.uri.matches('{PERSISTENT_OUTPUT_PATTERN}')",

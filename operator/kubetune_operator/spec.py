@@ -35,7 +35,9 @@ LabelValue = Annotated[str, Field(max_length=63)]
 AnnotationValue = Annotated[str, Field(max_length=8192)]
 
 # Env names that hold credentials: their values must come from a Secret, never inline.
-_SECRET_ENV = re.compile(r"(TOKEN|SECRET|PASSWORD|ACCESS_KEY|CREDENTIALS|_KEY$)", re.IGNORECASE)
+# Plain RE2-compatible syntax: the CRD's CEL rule uses the same pattern.
+SECRET_ENV_PATTERN = r"(TOKEN|SECRET|PASSWORD|ACCESS_KEY|CREDENTIALS|_KEY$)"
+_SECRET_ENV = re.compile(SECRET_ENV_PATTERN, re.IGNORECASE)
 
 
 class Resources(SpecModel):

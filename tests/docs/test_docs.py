@@ -23,6 +23,7 @@ import yaml
 from sync_examples import REPO, included
 
 from kubetune_operator.manifest import load_manifests, parse_manifest
+from kubetune_trainer.spec import TASK_NAMES
 
 DOCS = sorted((REPO / "docs").glob("*.md"))
 PAGES = [*DOCS, REPO / "README.md"]
@@ -136,14 +137,7 @@ def test_every_task_example_is_in_the_guide() -> None:
     for path in EXTRA_EXAMPLES:
         assert str(path.relative_to(REPO)) in text, f"{path.relative_to(REPO)} is not used in docs/"
     tasks = {job.spec.task for path in FINETUNEJOB_EXAMPLES for job in load_manifests(path)}
-    assert tasks >= {
-        "text-classification",
-        "language-generation",
-        "language-modeling",
-        "question-answering",
-        "sequence-sequence",
-        "token-detection",
-    }
+    assert tasks >= set(TASK_NAMES)
 
 
 def test_the_index_links_every_page() -> None:

@@ -14,17 +14,11 @@ import yaml
 from kubetune_operator.cli import main
 from kubetune_operator.crd import build_crd, render_crd_yaml
 from kubetune_operator.manifest import parse_manifest
+from kubetune_trainer.spec import TASK_NAMES
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_FILE = ROOT / "crds" / "finetunejobs.kubetune.io.yaml"
-TASKS = {
-    "text-classification",
-    "language-generation",
-    "language-modeling",
-    "question-answering",
-    "sequence-sequence",
-    "token-detection",
-}
+TASKS = set(TASK_NAMES)
 EXAMPLES = sorted(p for p in (ROOT / "examples").glob("*.yaml") if p.name != "quickstart.yaml")
 
 
