@@ -327,8 +327,10 @@ def _global_step(trainer: Any) -> int | None:
 
 
 def _trainer_step(checkpoint: Path) -> int | None:
+    from kubetune_trainer.artifacts import TRAINER_STATE
+
     try:
-        return int(json.loads((checkpoint / "trainer_state.json").read_text())["global_step"])
+        return int(json.loads((checkpoint / TRAINER_STATE).read_text())["global_step"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
