@@ -211,7 +211,9 @@ def build_crd() -> dict[str, Any]:
         "properties": {
             "apiVersion": {"type": "string", "description": "API version: kubetune.io/v1alpha1."},
             "kind": {"type": "string", "description": "FineTuneJob."},
-            "metadata": {"type": "object", "description": "Standard object metadata."},
+            # Only `type` may be said about metadata: kube-apiserver refuses a CRD whose
+            # schema gives metadata anything but name/generateName rules (even a description).
+            "metadata": {"type": "object"},
             "spec": spec_schema(),
             "status": status_schema(),
         },
