@@ -49,7 +49,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "operator"), str(ROOT / "trainer_image")]
 
-from kubetune_trainer.protocol import Progress, format_progress  # noqa: E402
+from kubetune_api.protocol import Progress, format_progress  # noqa: E402
 from tests.operator.cluster import EmulatorThread, now, succeeded_result  # noqa: E402
 from tests.operator.conftest import write_kubeconfig  # noqa: E402
 

@@ -19,7 +19,7 @@ suite="${DEBIAN_SUITE:-bookworm}"
 base_image="localhost/kubetune-debian-base:${suite}"
 python=python3
 [ -x .venv/bin/python ] && python=.venv/bin/python
-version="$(sed -n 's/^version = "\(.*\)"$/\1/p' pyproject.toml | head -n 1)"
+version="$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' kubetune_api/__init__.py)"
 image="${IMAGE:-localhost/kubetune-operator:${version}}"
 bah=(buildah --storage-driver vfs)
 started=$SECONDS

@@ -8,7 +8,7 @@ image, a laptop with only the base install) the package still imports, so
 
 import importlib.util
 
-from kubetune_trainer import __version__
+from kubetune_api import __version__
 
 if importlib.util.find_spec("kopf") is not None:
     from kubetune_operator import handlers  # noqa: F401  (registers the Kopf handlers)

@@ -25,18 +25,16 @@ from typing import Any
 
 import kopf
 
+from kubetune_api.finetunejob import MAX_NODES, FineTuneJobSpec
+from kubetune_api.launch_command import RDZV_PORT, rendezvous_endpoint, torchrun_command
+from kubetune_api.protocol import DEFAULT_TERMINATION_LOG, ENV_JOB, ENV_JOB_NAME, ENV_JOB_UID, EXIT_INVALID_CONFIG
+from kubetune_api.resource import API_GROUP, API_VERSION, KIND
 from kubetune_operator.settings import OperatorSettings
-from kubetune_operator.spec import API_GROUP, API_VERSION, KIND, KUEUE_QUEUE_LABEL, MAX_NODES, FineTuneJobSpec
 from kubetune_operator.volumes import mount_claims
-from kubetune_trainer.distributed import RDZV_PORT, rendezvous_endpoint, torchrun_command
-from kubetune_trainer.protocol import (
-    DEFAULT_TERMINATION_LOG,
-    ENV_JOB,
-    ENV_JOB_NAME,
-    EXIT_INVALID_CONFIG,
-)
 
 CONTAINER_NAME = "trainer"
+# Kueue admits Jobs that carry this label (its value names the LocalQueue).
+KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 LABEL_NAME = "app.kubernetes.io/name"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_FINETUNEJOB = f"{API_GROUP}/finetunejob"
@@ -208,12 +206,13 @@ def trainer_env(owner: Owner, spec: FineTuneJobSpec, job_json: str) -> list[dict
     env: list[dict[str, Any]] = [
         {"name": ENV_JOB, "value": job_json},
         {"name": ENV_JOB_NAME, "value": f"{owner.namespace}/{owner.name}"},
+        {"name": ENV_JOB_UID, "value": owner.uid},
         # Writable homes for libraries that cache under $HOME or $HF_HOME.
         {"name": "HOME", "value": CACHE_PATH},
         {"name": "HF_HOME", "value": f"{CACHE_PATH}/huggingface"},
     ]
     # The user's variables come last so they may override HF_HOME and friends, but not ours.
-    ours = {item["name"] for item in env[:2]}
+    ours = {ENV_JOB, ENV_JOB_NAME, ENV_JOB_UID}
     env += [e.model_dump(by_alias=True, exclude_none=True) for e in spec.env if e.name not in ours]
     return env
 

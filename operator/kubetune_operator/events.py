@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from kubetune_trainer.spec import PVC_SCHEME
+from kubetune_api.uris import PVC_SCHEME
 
 EventType = Literal["Normal", "Warning"]
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import kopf
 
+from kubetune_api.resource import API_GROUP, API_VERSION, KIND, PLURAL
 from kubetune_operator.builders import (
     ANNOTATION_FINETUNEJOB,
     COMPLETION_INDEX_KEY,
@@ -24,10 +25,9 @@ from kubetune_operator.builders import (
 )
 from kubetune_operator.events import Event
 from kubetune_operator.kube import HttpKubeApi
-from kubetune_operator.metrics import Metrics
+from kubetune_operator.prometheus import Metrics
 from kubetune_operator.reconcile import Key, Reconciler
 from kubetune_operator.settings import OperatorSettings, SettingsError
-from kubetune_operator.spec import API_GROUP, API_VERSION, KIND, PLURAL
 
 logger = logging.getLogger("kubetune.operator")
 

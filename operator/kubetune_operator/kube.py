@@ -25,8 +25,8 @@ from typing import Any, Protocol
 import aiohttp
 import kopf
 
-from kubetune_operator.spec import API_GROUP, API_VERSION, PLURAL
-from kubetune_trainer import __version__
+from kubetune_api import __version__
+from kubetune_api.resource import API_GROUP, API_VERSION, PLURAL
 
 logger = logging.getLogger("kubetune.kube")
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import TypedDict
 
-from kubetune_operator.spec import API_GROUP, PLURAL
+from kubetune_api.resource import API_GROUP, PLURAL
 
 
 class Rule(TypedDict):

@@ -22,9 +22,12 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
+from kubetune_api.finetunejob import FineTuneJobSpec
+from kubetune_api.validation import InvalidSpecError, validate_spec
 from kubetune_operator.builders import (
     ANNOTATION_SPEC_HASH,
     CONTAINER_NAME,
+    KUEUE_QUEUE_LABEL,
     Owner,
     build_headless_service,
     build_job,
@@ -32,12 +35,10 @@ from kubetune_operator.builders import (
 )
 from kubetune_operator.events import Event, shared_output_warning, transition_event
 from kubetune_operator.kube import KubeApi
-from kubetune_operator.metrics import Metrics
-from kubetune_operator.progress import LOG_LIMIT_BYTES, LOG_TAIL_LINES, progress_from_log, rfc3339, same_progress
+from kubetune_operator.progress_status import LOG_LIMIT_BYTES, LOG_TAIL_LINES, progress_from_log, rfc3339, same_progress
+from kubetune_operator.prometheus import Metrics
 from kubetune_operator.settings import OperatorSettings
-from kubetune_operator.spec import KUEUE_QUEUE_LABEL, FineTuneJobSpec
 from kubetune_operator.status import Observed, desired_status, lead_pod, status_patch
-from kubetune_operator.validation import InvalidSpecError, validate_spec
 
 logger = logging.getLogger("kubetune.reconcile")
 
@@ -296,7 +297,7 @@ class Reconciler:
         if cached is not None and cached.raw == raw_spec:
             return cached
         try:
-            spec = validate_spec(raw_spec, namespace=key[0], name=key[1], settings=self.settings)
+            spec = validate_spec(raw_spec, namespace=key[0], name=key[1], policy=self.settings.policy)
             checked = _CheckedSpec(raw_spec, spec)
         except InvalidSpecError as error:
             checked = _CheckedSpec(raw_spec, None, str(error))

@@ -32,8 +32,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from kubetune_trainer import __version__
-from kubetune_trainer.spec import OBJECT_STORE_SCHEMES, PVC_SCHEME, uri_scheme
+from kubetune_api import __version__
+from kubetune_api.validation import ClusterPolicy, check_persistent_output
 
 ENV_TRAINER_IMAGE = "KUBETUNE_TRAINER_IMAGE"
 ENV_GPU_RESOURCE = "KUBETUNE_GPU_RESOURCE"
@@ -47,14 +47,9 @@ ENV_MAX_GPUS_PER_NODE = "KUBETUNE_MAX_GPUS_PER_NODE"
 DEFAULT_TRAINER_IMAGE = f"ghcr.io/kubetune/trainer:{__version__}"
 DEFAULT_GPU_RESOURCE = "nvidia.com/gpu"
 
-# Outputs that outlive the pod. A local path (or file://) inside the trainer pod is on its
-# ephemeral disk and vanishes with it, so it is never an acceptable model location.
-PERSISTENT_OUTPUT_SCHEMES = OBJECT_STORE_SCHEMES | {PVC_SCHEME}
-
 # An extended resource name: an optional DNS-subdomain prefix and a name, e.g. nvidia.com/gpu.
 _RESOURCE_NAME = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 _NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_PVC_URI = re.compile(r"^pvc://[a-z0-9]([-a-z0-9.]*[a-z0-9])?(/.*)?$")
 
 
 class SettingsError(ValueError):
@@ -81,6 +76,11 @@ class OperatorSettings:
     def serves(self, namespace: str | None) -> bool:
         """Whether objects in this namespace are ours to handle."""
         return self.clusterwide or namespace in self.namespaces
+
+    @property
+    def policy(self) -> ClusterPolicy:
+        """What these settings allow a FineTuneJob (the one validation path's input)."""
+        return ClusterPolicy(max_gpus_per_node=self.max_gpus_per_node, default_output=self.default_output)
 
     def kopf_namespace_args(self) -> list[str]:
         """The `kopf run` flags that watch exactly the configured namespaces."""
@@ -159,17 +159,3 @@ def _number(env: Mapping[str, str], name: str, default: str, kind: type[int] | t
     except ValueError:
         what = "a whole number" if kind is int else "a number"
         raise SettingsError(f"{name}={raw!r}: expected {what}") from None
-
-
-def check_persistent_output(uri: str, where: str, error: type[ValueError] = ValueError) -> None:
-    """Reject an output location that would not survive the pod (where: the field or variable)."""
-    scheme = uri_scheme(uri)
-    if scheme == PVC_SCHEME:
-        if not _PVC_URI.match(uri):
-            raise error(f"{where}={uri!r}: expected pvc://CLAIM/PATH with CLAIM a PersistentVolumeClaim name")
-        return
-    if scheme not in PERSISTENT_OUTPUT_SCHEMES:
-        shown = ", ".join(sorted(f"{s}://" for s in PERSISTENT_OUTPUT_SCHEMES))
-        raise error(
-            f"{where}={uri!r}: the model must outlive the pod; use pvc://CLAIM/PATH or an object store ({shown})"
-        )

@@ -58,9 +58,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubetune_api.protocol import EXIT_INVALID_CONFIG, Result, decode_result
 from kubetune_operator.builders import ANNOTATION_NODES, COMPLETION_INDEX_KEY, CONTAINER_NAME
 from kubetune_operator.volumes import to_user_uri
-from kubetune_trainer.protocol import EXIT_INVALID_CONFIG, Result, decode_result
 
 CONDITION_TYPES = ("Ready", "Reconciling", "Stalled", "Suspended", "Failed")
 IMAGE_PULL_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"})

@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from kubetune_trainer.spec import SpecModel
+from kubetune_api.training import SpecModel
 
 Phase = Literal["Pending", "Running", "Succeeded", "Failed", "Suspended"]
 

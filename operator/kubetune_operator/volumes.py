@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from kubetune_trainer.spec import PVC_SCHEME, TrainingSpec, uri_scheme
+from kubetune_api.training import TrainingSpec
+from kubetune_api.uris import PVC_SCHEME, uri_scheme
 
 MOUNT_ROOT = "/mnt/pvc"
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from kubetune_api.protocol import Artifact, Progress, Result, encode_result
 from kubetune_operator.builders import CONTAINER_NAME
-from kubetune_operator.progress import progress_status
+from kubetune_operator.progress_status import progress_status
 from kubetune_operator.status import Observed, desired_status
-from kubetune_trainer.protocol import Artifact, Progress, Result, encode_result
 
 NOW = "2026-01-02T03:04:05Z"
 JOB = {"metadata": {"name": "sentiment-x7k2"}, "spec": {"backoffLimit": 3}, "status": {}}

@@ -66,3 +66,11 @@ def test_package() -> None:
         names = tar.getnames()
     assert "kubetune/files/crds/finetunejobs.kubetune.io.yaml" in names
     assert "kubetune/values.schema.json" in names
+
+
+def test_chart_version_is_the_package_version() -> None:
+    """One version source: kubetune_api.__version__ (pyproject reads it); the chart follows."""
+    from kubetune_api import __version__
+
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart["version"] == chart["appVersion"] == __version__

@@ -22,8 +22,8 @@ import pytest
 import yaml
 from sync_examples import REPO, included
 
-from kubetune_operator.manifest import load_manifests, parse_manifest
-from kubetune_trainer.spec import TASK_NAMES
+from kubetune_api.manifest import load_manifests, parse_manifest
+from kubetune_api.training import TASK_NAMES
 
 DOCS = sorted((REPO / "docs").glob("*.md"))
 PAGES = [*DOCS, REPO / "README.md"]
@@ -174,8 +174,8 @@ def test_troubleshooting_covers_every_failure_reason() -> None:
     import sys
     from typing import get_args
 
+    from kubetune_api.protocol import FailureReason
     from kubetune_operator.status import CONFIG_REASONS
-    from kubetune_trainer.protocol import FailureReason
 
     sys.path.insert(0, str(REPO / "tests" / "chart"))
     from health_samples import SAMPLES

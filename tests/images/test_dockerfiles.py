@@ -110,6 +110,12 @@ def test_trainer_pins_fit_pyproject() -> None:
 def test_dockerignore_lets_in_what_the_dockerfiles_copy() -> None:
     lines = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()]
     assert "*" in lines
-    for needed in ("pyproject.toml", "README.md", "operator/kubetune_operator/", "trainer_image/kubetune_trainer/"):
+    for needed in (
+        "pyproject.toml",
+        "README.md",
+        "kubetune_api/",
+        "operator/kubetune_operator/",
+        "trainer_image/kubetune_trainer/",
+    ):
         assert f"!{needed}" in lines, needed
         assert (REPO / needed).exists()

@@ -23,9 +23,9 @@ from typing import Any
 import aiohttp
 import kmock
 
+from kubetune_api.protocol import Artifact, Progress, Result, encode_result, format_progress
+from kubetune_api.resource import API_GROUP, API_VERSION, KIND, PLURAL
 from kubetune_operator.builders import COMPLETION_INDEX_KEY, CONTAINER_NAME
-from kubetune_operator.spec import API_GROUP, API_VERSION, KIND, PLURAL
-from kubetune_trainer.protocol import Artifact, Progress, Result, encode_result, format_progress
 
 FTJ_RESOURCE = f"{API_GROUP}/{API_VERSION}/{PLURAL}"
 # The request whose handler is running in the current task (see Emulator.__iter__).

@@ -10,12 +10,12 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
+from kubetune_api.finetunejob import MAX_NODES
+from kubetune_api.protocol import EXIT_INVALID_CONFIG
+from kubetune_api.training import TrainingSpec
+from kubetune_api.validation import InvalidSpecError, validate_spec
 from kubetune_operator.builders import Owner, build_headless_service, build_job, job_name, service_name, spec_hash
 from kubetune_operator.settings import OperatorSettings
-from kubetune_operator.spec import MAX_NODES
-from kubetune_operator.validation import InvalidSpecError, validate_spec
-from kubetune_trainer.protocol import EXIT_INVALID_CONFIG
-from kubetune_trainer.spec import TrainingSpec
 
 OWNER = Owner(name="sentiment", namespace="ml", uid="1234-abcd", labels={"kueue.x-k8s.io/queue-name": "gpu"})
 BASE: dict[str, Any] = {
@@ -38,7 +38,7 @@ def build(
 ) -> dict[str, Any]:
     settings = settings or OperatorSettings(gpu_resource="amd.com/gpu", trainer_image="trainer:1")
     return build_job(
-        owner, validate_spec(spec, namespace=owner.namespace, name=owner.name, settings=settings), settings
+        owner, validate_spec(spec, namespace=owner.namespace, name=owner.name, policy=settings.policy), settings
     )
 
 
@@ -155,8 +155,8 @@ def test_job_name_fits_a_label(name: str) -> None:
 def test_default_output_and_its_absence() -> None:
     spec = {k: v for k, v in BASE.items() if k != "output"}
     with pytest.raises(InvalidSpecError, match="KUBETUNE_DEFAULT_OUTPUT"):
-        validate_spec(spec, namespace="ml", name="x", settings=OperatorSettings())
-    done = validate_spec(spec, namespace="ml", name="x", settings=OperatorSettings(default_output="s3://b/runs"))
+        validate_spec(spec, namespace="ml", name="x", policy=OperatorSettings().policy)
+    done = validate_spec(spec, namespace="ml", name="x", policy=OperatorSettings(default_output="s3://b/runs").policy)
     assert done.output is not None and done.output.uri == "s3://b/runs/ml/x"
 
 
@@ -171,7 +171,7 @@ def test_default_output_and_its_absence() -> None:
 )
 def test_invalid_specs_name_the_field(change: dict[str, Any], field: str) -> None:
     with pytest.raises(InvalidSpecError) as raised:
-        validate_spec({**BASE, **change}, namespace="ml", name="x", settings=OperatorSettings())
+        validate_spec({**BASE, **change}, namespace="ml", name="x", policy=OperatorSettings().policy)
     assert str(raised.value).startswith(field)
 
 
@@ -259,7 +259,7 @@ def test_single_node_job_is_unchanged_by_an_explicit_default() -> None:
 
 
 def test_headless_service() -> None:
-    spec = validate_spec({**BASE, "nodes": 2}, namespace="ml", name="sentiment", settings=OperatorSettings())
+    spec = validate_spec({**BASE, "nodes": 2}, namespace="ml", name="sentiment", policy=OperatorSettings().policy)
     service = build_headless_service(OWNER, spec)
     kubernetes_validate.validate(service, "1.30", strict=True)
     assert service["metadata"]["name"] == "sentiment-568c85bf"
@@ -290,7 +290,7 @@ def test_multi_node_names_fit_dns(name: str) -> None:
     # Another FineTuneJob of the same name (a new uid) never meets the old one's Service.
     assert service_name(Owner(name=name, namespace="ml", uid="u-2")) != service
     # The rendezvous host the pods are given is the index-0 pod's name under the Service.
-    spec = validate_spec({**CPU_SPEC, "nodes": 2}, namespace="ml", name=name, settings=OperatorSettings())
+    spec = validate_spec({**CPU_SPEC, "nodes": 2}, namespace="ml", name=name, policy=OperatorSettings().policy)
     built = build_job(owner, spec, OperatorSettings())
     endpoint = next(a for a in container_of(built)["command"] if "endpoint" in a)
     assert endpoint == f"--rdzv-endpoint={job}-0.{service}:29400"
@@ -300,7 +300,7 @@ def test_multi_node_names_fit_dns(name: str) -> None:
 def test_spec_hash_ignores_the_default_node_count() -> None:
     """Jobs created before spec.nodes existed keep their hash (no SpecChangeIgnored on upgrade)."""
     settings = OperatorSettings()
-    one = validate_spec(BASE, namespace="ml", name="x", settings=settings)
+    one = validate_spec(BASE, namespace="ml", name="x", policy=settings.policy)
     assert spec_hash(one) == spec_hash(one.model_copy(update={"nodes": 1}))
     assert spec_hash(one) != spec_hash(one.model_copy(update={"nodes": 2}))
     data = one.model_dump(mode="json", by_alias=True, exclude={"suspend", "nodes"})
@@ -317,7 +317,7 @@ def test_spec_hash_ignores_the_default_node_count() -> None:
 )
 def test_shapes_that_cannot_work_are_rejected(change: dict[str, Any], expected: str) -> None:
     with pytest.raises(InvalidSpecError) as raised:
-        validate_spec({**BASE, **change}, namespace="ml", name="x", settings=OperatorSettings(max_gpus_per_node=8))
+        validate_spec({**BASE, **change}, namespace="ml", name="x", policy=OperatorSettings(max_gpus_per_node=8).policy)
     assert str(raised.value).startswith(expected)
     if "gpus" in change:
         assert "at most 8 per node" in str(raised.value) and "spec.nodes" in str(raised.value)

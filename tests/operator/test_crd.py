@@ -11,10 +11,10 @@ import jsonschema
 import pytest
 import yaml
 
-from kubetune_operator.cli import main
+from kubetune_api.cli import main
+from kubetune_api.manifest import parse_manifest
+from kubetune_api.training import TASK_NAMES
 from kubetune_operator.crd import build_crd, render_crd_yaml
-from kubetune_operator.manifest import parse_manifest
-from kubetune_trainer.spec import TASK_NAMES
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_FILE = ROOT / "crds" / "finetunejobs.kubetune.io.yaml"

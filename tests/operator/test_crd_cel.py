@@ -18,9 +18,9 @@ import yaml
 from celrules import Rule, RuleCompileError, Validator, collect_rules, compile_rule
 from pydantic import ValidationError
 
+from kubetune_api.finetunejob import FineTuneJobSpec
+from kubetune_api.validation import check_persistent_output
 from kubetune_operator.crd import IMMUTABLE_MESSAGE, build_crd
-from kubetune_operator.settings import check_persistent_output
-from kubetune_operator.spec import FineTuneJobSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = {

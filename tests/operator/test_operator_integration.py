@@ -7,8 +7,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from kubetune_api.protocol import Progress
 from kubetune_operator.permissions import CLUSTER_RULES, NAMESPACED_RULES
-from kubetune_trainer.protocol import Progress
 from tests.operator.cluster import FakeCluster, failed_result, succeeded_result
 from tests.operator.conftest import RunningOperator
 

@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 from runtime_helpers import fake_s3, serve_directory, write_csv
 
+from kubetune_api.training import DataSpec
 from kubetune_trainer import data_sources
 from kubetune_trainer.data_sources import load_data, load_source, parse_hub_uri
 from kubetune_trainer.errors import ConfigError, DataError
-from kubetune_trainer.spec import DataSpec
 
 ROWS = [{"text": "good film", "label": "positive"}, {"text": "bad film", "label": "negative"}]
 

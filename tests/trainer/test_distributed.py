@@ -11,12 +11,14 @@ from typing import Any
 
 import pytest
 
-from kubetune_trainer import distributed, launch, runner
+from kubetune_api import launch_command
+from kubetune_api.launch_command import RDZV_PORT, torchrun_command
+from kubetune_api.protocol import ENV_TERMINATION_LOG, Result, decode_result, exit_code, failed
+from kubetune_trainer import distributed, launch
 from kubetune_trainer.__main__ import report_result
-from kubetune_trainer.distributed import RDZV_PORT, DistributedEnv, torchrun_command
+from kubetune_trainer.distributed import DistributedEnv
 from kubetune_trainer.errors import ConfigError, DataError
-from kubetune_trainer.protocol import ENV_TERMINATION_LOG, Result, decode_result
-from kubetune_trainer.runner import agree_before_training, failed
+from kubetune_trainer.runner import agree_before_training
 
 # ---- torchrun's environment ----
 
@@ -61,7 +63,7 @@ def test_distributed_module_imports_without_torch() -> None:
     """The operator builds its container command with it, and its image has no torch."""
     code = (
         "import sys; sys.modules['torch'] = None\n"
-        "from kubetune_trainer.distributed import torchrun_command\n"
+        "from kubetune_api.launch_command import torchrun_command\n"
         "print(torchrun_command(2, 1, None, 'x'))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
@@ -117,7 +119,7 @@ def test_launcher_accepts_the_command_torch_would() -> None:
     command = torchrun_command(2, 2, "h", "j")
     args = parse_args(launch.torchrun_args(command[3:], {"JOB_COMPLETION_INDEX": "0"}))
     assert (args.nnodes, args.nproc_per_node, args.rdzv_backend, args.rdzv_endpoint) == ("2", "2", "c10d", "h:29400")
-    assert args.rdzv_conf == f"join_timeout={distributed.RDZV_JOIN_TIMEOUT_S},is_host=true"
+    assert args.rdzv_conf == f"join_timeout={launch_command.RDZV_JOIN_TIMEOUT_S},is_host=true"
     assert (args.module, args.training_script) == (True, "kubetune_trainer")
 
 
@@ -256,4 +258,4 @@ def test_a_single_process_needs_no_agreement(monkeypatch: pytest.MonkeyPatch) ->
 def test_run_training_reports_the_agreed_failure(monkeypatch: pytest.MonkeyPatch) -> None:
     """A ConfigError raised by the agreement is an InvalidData Result (exit 78) like a local one."""
     error = DataError("(found by rank 1) data.train: data file not found")
-    assert runner.exit_code(failed(error.reason, str(error))) == 78
+    assert exit_code(failed(error.reason, str(error))) == 78

@@ -20,10 +20,10 @@ import pytest
 from runtime_helpers import toy_rows, write_csv
 from tiny_models import build_bert
 
-from kubetune_trainer.distributed import torchrun_command
-from kubetune_trainer.protocol import EXIT_INVALID_CONFIG, Progress, decode_result, parse_progress
+from kubetune_api.launch_command import torchrun_command
+from kubetune_api.protocol import EXIT_INVALID_CONFIG, Progress, decode_result, parse_progress
+from kubetune_api.training import TrainingSpec
 from kubetune_trainer.runner import run_training
-from kubetune_trainer.spec import TrainingSpec
 
 ARGS = {
     "learning_rate": 1e-3,

@@ -16,10 +16,8 @@ import pytest
 from runtime_helpers import toy_rows, write_csv
 from tiny_models import TinyModels
 
-from kubetune_trainer import __main__ as entrypoint
-from kubetune_trainer import __version__
-from kubetune_trainer.hftrainer import HFTrainer
-from kubetune_trainer.protocol import (
+from kubetune_api import __version__
+from kubetune_api.protocol import (
     EXIT_FAILED,
     EXIT_INVALID_CONFIG,
     EXIT_SUCCEEDED,
@@ -27,6 +25,8 @@ from kubetune_trainer.protocol import (
     decode_result,
     parse_progress,
 )
+from kubetune_trainer import __main__ as entrypoint
+from kubetune_trainer.hftrainer import HFTrainer
 
 
 def job_json(base: Path | str, train: str, output: str, **args: Any) -> str:
@@ -91,6 +91,7 @@ def test_missing_data_exits_78_invalid_data(tmp_path: Path) -> None:
     code, _, _ = finish(run_trainer(tmp_path, "--config", str(config)))
     assert code == EXIT_INVALID_CONFIG
     assert termination(tmp_path) == {
+        "protocolVersion": 1,
         "outcome": "Failed",
         "metrics": {},
         "warnings": [],

@@ -16,7 +16,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from kubetune_trainer import HFTrainer
 from kubetune_trainer.errors import ConfigError, DataError
-from kubetune_trainer.metrics import default_metrics
+from kubetune_trainer.eval_metrics import default_metrics
 
 FAST = {"num_train_epochs": 10, "learning_rate": 1e-3, "per_device_train_batch_size": 16}
 # Multi-label and regression targets need more optimizer steps on a random tiny BERT.

@@ -8,8 +8,8 @@ from datasets import Dataset
 from transformers import EvalPrediction
 
 from kubetune_trainer.errors import ConfigError, DataError
+from kubetune_trainer.eval_metrics import default_metrics
 from kubetune_trainer.labels import LabelScheme, infer_labels
-from kubetune_trainer.metrics import default_metrics
 from kubetune_trainer.training_args import build_training_args
 
 

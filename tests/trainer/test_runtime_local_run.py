@@ -10,10 +10,10 @@ import yaml
 from runtime_helpers import toy_rows, write_csv
 from tiny_models import TinyModels
 
-from kubetune_operator import cli
-from kubetune_operator.local_run import resolve_paths, summary
-from kubetune_trainer.protocol import EXIT_INVALID_CONFIG, EXIT_SUCCEEDED, Artifact, Result
-from kubetune_trainer.spec import TrainingSpec
+from kubetune_api import cli
+from kubetune_api.protocol import EXIT_INVALID_CONFIG, EXIT_SUCCEEDED, Artifact, Result
+from kubetune_api.training import TrainingSpec
+from kubetune_trainer.local_run import resolve_paths, summary
 
 
 def write_manifest(folder: Path, base: Path, **training_args: object) -> Path:

@@ -6,8 +6,8 @@ import json
 from types import SimpleNamespace
 from typing import Any
 
-from kubetune_trainer.progress import ProgressCallback, eval_metrics
-from kubetune_trainer.protocol import PROGRESS_KEY, Progress, format_progress, parse_progress
+from kubetune_api.protocol import PROGRESS_KEY, Progress, format_progress, parse_progress
+from kubetune_trainer.progress_callback import ProgressCallback, eval_metrics
 
 
 def state(step: int, max_steps: int = 10, epoch: float | None = None, main: bool = True) -> Any:
@@ -55,6 +55,7 @@ def test_progress_line_format() -> None:
     assert "\n" not in line
     assert json.loads(line) == {
         PROGRESS_KEY: {
+            "protocolVersion": 1,
             "step": 3,
             "maxSteps": 9,
             "epoch": 0.33,

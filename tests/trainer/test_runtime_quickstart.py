@@ -10,10 +10,10 @@ from types import ModuleType
 import pandas as pd
 import pytest
 
-from kubetune_operator.local_run import resolve_paths
-from kubetune_operator.manifest import load_manifests
+from kubetune_api.manifest import load_manifests
+from kubetune_api.training import OutputSpec
+from kubetune_trainer.local_run import resolve_paths
 from kubetune_trainer.runner import run_training
-from kubetune_trainer.spec import OutputSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "examples" / "quickstart.yaml"

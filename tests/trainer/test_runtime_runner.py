@@ -11,11 +11,11 @@ import torch
 from runtime_helpers import fake_s3, toy_rows, write_csv
 from tiny_models import TinyModels
 
+from kubetune_api.protocol import EXIT_FAILED, EXIT_INVALID_CONFIG, EXIT_SUCCEEDED, Progress, Result, exit_code
+from kubetune_api.training import TrainingSpec
 from kubetune_trainer import artifacts
 from kubetune_trainer.hftrainer import HFTrainer
-from kubetune_trainer.protocol import EXIT_FAILED, EXIT_INVALID_CONFIG, EXIT_SUCCEEDED, Progress, Result
-from kubetune_trainer.runner import exit_code, run_training
-from kubetune_trainer.spec import TrainingSpec
+from kubetune_trainer.runner import run_training
 
 FAST = {"per_device_train_batch_size": 8, "learning_rate": 1e-3, "logging_steps": 2}
 

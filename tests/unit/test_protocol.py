@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from kubetune_trainer.protocol import (
+from kubetune_api.protocol import (
     TERMINATION_MESSAGE_LIMIT,
     Artifact,
     Progress,

@@ -8,7 +8,8 @@ import sys
 import pytest
 from pydantic import ValidationError
 
-from kubetune_trainer.spec import TrainingSpec, describe_validation_error, uri_scheme
+from kubetune_api.training import TrainingSpec, describe_validation_error
+from kubetune_api.uris import uri_scheme
 
 MINIMAL = {"base": {"model": "org/model"}, "data": {"train": "train.csv"}}
 
@@ -107,7 +108,7 @@ def test_quantize_and_lora_accept_true_dict_and_false() -> None:
 def test_spec_imports_without_torch() -> None:
     # The operator image has no torch: the spec, protocol and CLI must not pull it in.
     code = (
-        "import sys, kubetune_operator.cli, kubetune_operator.spec, kubetune_trainer.protocol; "
+        "import sys, kubetune_api.cli, kubetune_api.finetunejob, kubetune_api.protocol, kubetune_api.validation; "
         "heavy = {'torch', 'transformers', 'datasets'} & set(sys.modules); "
         "sys.exit(f'imported {heavy}' if heavy else 0)"
     )

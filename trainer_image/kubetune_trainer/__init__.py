@@ -1,14 +1,16 @@
 """kubetune's training core: txtai's HFTrainer behaviour, runnable as a container.
 
-`HFTrainer` is imported lazily so that `kubetune_trainer.spec` and
-`kubetune_trainer.protocol` (used by the operator, which has no torch) stay light.
+`HFTrainer` is imported lazily: `python -m kubetune_trainer --version` and the `kubetune`
+command line stay quick. The contract with the operator (spec, protocol) is
+`kubetune_api`.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from kubetune_api import __version__
+
 __all__ = ["HFTrainer", "__version__"]
 
 if TYPE_CHECKING:

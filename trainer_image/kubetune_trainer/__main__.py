@@ -39,9 +39,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from kubetune_trainer import __version__
-from kubetune_trainer.distributed import ENV_RANK_RESULTS, DistributedEnv
-from kubetune_trainer.protocol import (
+from kubetune_api import __version__
+from kubetune_api.protocol import (
     DEFAULT_TERMINATION_LOG,
     ENV_JOB,
     ENV_JOB_NAME,
@@ -51,7 +50,8 @@ from kubetune_trainer.protocol import (
     encode_result,
     format_progress,
 )
-from kubetune_trainer.spec import TrainingSpec, describe_validation_error
+from kubetune_api.training import TrainingSpec, describe_validation_error
+from kubetune_trainer.distributed import ENV_RANK_RESULTS, DistributedEnv
 
 
 def print_progress(progress: Progress) -> None:
@@ -83,7 +83,7 @@ def report_result(result: Result, place: DistributedEnv) -> None:
 
 def read_job(config: str | None) -> TrainingSpec | Result:
     """The TrainingSpec to run, or a failed Result saying why there is none."""
-    from kubetune_trainer.runner import failed
+    from kubetune_api.protocol import failed
 
     if config is not None:
         try:
@@ -113,7 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from kubetune_trainer.runner import exit_code, failed, run_training
+    from kubetune_api.protocol import exit_code, failed
+    from kubetune_trainer.runner import run_training
 
     try:
         place = DistributedEnv.from_environ()

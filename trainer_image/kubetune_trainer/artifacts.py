@@ -31,8 +31,8 @@ from typing import Any
 from fsspec import AbstractFileSystem
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
+from kubetune_api.uris import LOCAL_SCHEMES, OBJECT_STORE_SCHEMES, PVC_SCHEME, uri_scheme
 from kubetune_trainer.errors import ConfigError
-from kubetune_trainer.spec import LOCAL_SCHEMES, OBJECT_STORE_SCHEMES, PVC_SCHEME, uri_scheme
 from kubetune_trainer.storage import filesystem
 
 METADATA_FILE = "kubetune.json"

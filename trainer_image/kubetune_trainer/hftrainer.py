@@ -29,10 +29,10 @@ from transformers import (
 from transformers.trainer_utils import get_last_checkpoint
 
 from kubetune_trainer.errors import ConfigError
+from kubetune_trainer.eval_metrics import Metrics
 from kubetune_trainer.inputs import to_dataset
 from kubetune_trainer.labels import LabelScheme
 from kubetune_trainer.memory import limit_heap_fragmentation
-from kubetune_trainer.metrics import Metrics
 from kubetune_trainer.models import LoadReport, load_base, load_model
 from kubetune_trainer.peft_config import lora_config, plan_quantization, quantization_config
 from kubetune_trainer.tasks import check_task, prepare

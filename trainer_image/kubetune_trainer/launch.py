@@ -26,8 +26,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from kubetune_api.protocol import Result
 from kubetune_trainer.distributed import ENV_COMPLETION_INDEX, ENV_RANK_RESULTS
-from kubetune_trainer.protocol import Result
 
 RESULT_FILE = "rank-{rank}.json"
 
@@ -61,7 +61,7 @@ def _with_rdzv_conf(argv: list[str], entry: str) -> list[str]:
 
 def read_rank_results(folder: Path) -> dict[int, tuple[float, Result]]:
     """rank -> (file time, Result) for every Result a worker left in `folder`."""
-    from kubetune_trainer.protocol import decode_result
+    from kubetune_api.protocol import decode_result
 
     found: dict[int, tuple[float, Result]] = {}
     for path in folder.glob(RESULT_FILE.format(rank="*")):
@@ -77,7 +77,7 @@ def pod_result(results: dict[int, tuple[float, Result]], failures: dict[int, Any
 
     `failures`: torch's ChildFailedError.failures (global rank -> ProcessFailure), None on success.
     """
-    from kubetune_trainer.runner import failed
+    from kubetune_api.protocol import failed
 
     failed_results = [(when, rank, result) for rank, (when, result) in results.items() if result.outcome == "Failed"]
     if failed_results:
@@ -108,8 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
 
+    from kubetune_api.protocol import exit_code, failed
     from kubetune_trainer.__main__ import write_result
-    from kubetune_trainer.runner import exit_code, failed
 
     args = torchrun_args(sys.argv[1:] if argv is None else argv, os.environ)
     folder = Path(tempfile.mkdtemp(prefix="kubetune-ranks-"))

@@ -12,10 +12,10 @@ from datetime import datetime
 from importlib import metadata as importlib_metadata
 from typing import Any
 
-from kubetune_trainer import __version__
+from kubetune_api import __version__
+from kubetune_api.protocol import Artifact
+from kubetune_api.training import Task, TrainingSpec
 from kubetune_trainer.distributed import DistributedEnv
-from kubetune_trainer.protocol import Artifact
-from kubetune_trainer.spec import Task, TrainingSpec
 
 _VERSIONED = ("torch", "transformers", "datasets", "peft", "accelerate", "bitsandbytes", "fsspec")
 

@@ -30,18 +30,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from kubetune_api.protocol import Artifact, FailureReason, Progress, Result, failed
+from kubetune_api.training import Task, TrainingSpec
+from kubetune_api.uris import PVC_SCHEME, uri_scheme
 from kubetune_trainer.distributed import DistributedEnv
 from kubetune_trainer.errors import ConfigError, DataError
-from kubetune_trainer.protocol import (
-    EXIT_FAILED,
-    EXIT_INVALID_CONFIG,
-    EXIT_SUCCEEDED,
-    Artifact,
-    FailureReason,
-    Progress,
-    Result,
-)
-from kubetune_trainer.spec import PVC_SCHEME, Task, TrainingSpec, uri_scheme
 
 # What kubetune sets unless the job says otherwise, and why:
 # - logging_steps 0.05: a progress report every 5% of training (a ratio when < 1), so the
@@ -69,19 +62,6 @@ RUN_DEFAULTS: dict[str, Any] = {
 _SNAPSHOT_IGNORE = ["*.onnx", "onnx/*", "openvino/*", "*.h5", "*.msgpack", "*.ot", "*.tflite", "coreml/*"]
 
 _EVAL_TIMINGS = frozenset({"runtime", "samples_per_second", "steps_per_second"})
-
-
-def exit_code(result: Result) -> int:
-    """The process exit code for a Result (see kubetune_trainer.__main__)."""
-    if result.outcome == "Succeeded":
-        return EXIT_SUCCEEDED
-    return EXIT_INVALID_CONFIG if result.reason in ("InvalidConfig", "InvalidData") else EXIT_FAILED
-
-
-def failed(reason: FailureReason, message: str) -> Result:
-    """A failed Result with a one-line message."""
-    line = " ".join(message.split()) or reason
-    return Result(outcome="Failed", reason=reason, message=line)
 
 
 def run_training(
@@ -151,7 +131,7 @@ def resolve_base(spec: TrainingSpec, warnings: list[str]) -> str:
 def _run(spec: TrainingSpec, job_name: str, on_progress: Callable[[Progress], None] | None) -> Result:
     from kubetune_trainer import artifacts, metadata
     from kubetune_trainer.data_sources import load_data
-    from kubetune_trainer.progress import ProgressCallback
+    from kubetune_trainer.progress_callback import ProgressCallback
 
     started_at = datetime.now(timezone.utc)
     started = time.monotonic()
@@ -184,8 +164,8 @@ def _run(spec: TrainingSpec, job_name: str, on_progress: Callable[[Progress], No
 
     # 2. Train.
     task = Task(spec.task).value
+    from kubetune_trainer.eval_metrics import default_metrics
     from kubetune_trainer.hftrainer import HFTrainer
-    from kubetune_trainer.metrics import default_metrics
 
     callbacks: list[Any] = [artifacts.CheckpointUploader(output)]
     if on_progress is not None:

@@ -13,8 +13,8 @@ from __future__ import annotations
 from fsspec import AbstractFileSystem
 from fsspec.core import url_to_fs
 
+from kubetune_api.uris import uri_scheme
 from kubetune_trainer.errors import ConfigError
-from kubetune_trainer.spec import uri_scheme
 
 # The pip package that provides each scheme's fsspec backend.
 BACKEND_PACKAGES: dict[str, str] = {

@@ -22,11 +22,11 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from kubetune_api.training import TASK_NAMES
 from kubetune_trainer.errors import ConfigError
 from kubetune_trainer.inputs import require_columns
 from kubetune_trainer.labels import LabelScheme, infer_labels
 from kubetune_trainer.questions import QuestionFeatures
-from kubetune_trainer.spec import TASK_NAMES
 
 LENGTH_COLUMN = "length"
 

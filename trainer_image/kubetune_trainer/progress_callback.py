@@ -14,7 +14,7 @@ from typing import Any
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
-from kubetune_trainer.protocol import Progress
+from kubetune_api.protocol import Progress
 
 # Timing figures the Trainer logs with every evaluation: not model quality, so not metrics.
 _EVAL_NOISE = ("runtime", "samples_per_second", "steps_per_second")

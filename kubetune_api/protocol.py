@@ -10,24 +10,32 @@ the kubelet already provides:
   most 4096 bytes of it, so `encode_result` trims to fit.
 
 Exit codes let the Job's podFailurePolicy tell a bad config (never worth a retry) from
-anything else (retried up to backoffLimit). This module imports without torch: the
-operator uses it too.
+anything else (retried up to backoffLimit).
+
+Versioned and tolerant: every message carries `protocolVersion`, and readers ignore
+fields they do not know. A FineTuneJob may name any trainer image (`spec.image`), so an
+operator and a trainer of different releases talk to each other; a newer trainer's
+extra field must not cost the status its artifact. (User-facing spec validation stays
+strict: that is `kubetune_api.training`, not this module.)
 """
 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError
-
-from kubetune_trainer.spec import SpecModel
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.alias_generators import to_camel
 
 PROGRESS_KEY = "kubetuneProgress"
+# 1: the first versioned release (messages without the field are read as version 1 too).
+PROTOCOL_VERSION = 1
 
 # Environment the operator sets on the trainer container.
 ENV_JOB = "KUBETUNE_JOB"  # the TrainingSpec as camelCase JSON
 ENV_JOB_NAME = "KUBETUNE_JOB_NAME"  # namespace/name of the FineTuneJob, for metadata
+ENV_JOB_UID = "KUBETUNE_JOB_UID"  # the FineTuneJob's uid: which run an output belongs to
 ENV_TERMINATION_LOG = "KUBETUNE_TERMINATION_LOG"  # overrides the result path (tests, local runs)
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 TERMINATION_MESSAGE_LIMIT = 4096
@@ -37,10 +45,42 @@ EXIT_FAILED = 1  # anything that may succeed on a retry (I/O, hub outage, node t
 EXIT_INVALID_CONFIG = 78  # sysexits EX_CONFIG: the spec or the data is wrong; do not retry
 
 ArtifactKind = Literal["full", "adapter"]
+# The reasons this release's trainer gives; a reader accepts any CamelCase word.
 FailureReason = Literal["InvalidConfig", "InvalidData", "OutOfMemory", "TrainingError"]
+# Reasons that mean the job itself is wrong: exit EXIT_INVALID_CONFIG, never retried.
+CONFIG_FAILURES = frozenset({"InvalidConfig", "InvalidData"})
 
 
-class Progress(SpecModel):
+class Tolerant(BaseModel):
+    """camelCase on the wire; unknown fields ignored, so older readers keep working."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_non_finite(cls, data: Any) -> Any:
+        # json.loads reads NaN and Infinity; the status patch they would end up in could
+        # not be sent as JSON. A diverged loss is a missing number, not a broken message.
+        return _finite_only(data)
+
+
+def _finite_only(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {
+            key: _finite_only(value)
+            for key, value in data.items()
+            if not (isinstance(value, float) and not math.isfinite(value))
+        }
+    return data
+
+
+class WireModel(Tolerant):
+    """A whole message: it says which protocol version wrote it."""
+
+    protocol_version: int = Field(default=PROTOCOL_VERSION, description="The protocol version the writer speaks.")
+
+
+class Progress(WireModel):
     """One training progress report (a Trainer logging step)."""
 
     step: int = Field(ge=0, description="Optimizer steps done.")
@@ -54,25 +94,39 @@ class Progress(SpecModel):
     elapsed_seconds: float | None = Field(default=None, description="Seconds since training began.")
 
 
-class Artifact(SpecModel):
+class Artifact(Tolerant):
     """Where the trained model was saved."""
 
     uri: str = Field(description="Location of the saved model (or adapter).")
-    kind: ArtifactKind = Field(description="full: a whole model; adapter: a LoRA adapter only.")
+    # A plain string for readers: a newer trainer may save another kind of artifact.
+    kind: str = Field(description="full: a whole model; adapter: a LoRA adapter only.")
     merged_uri: str | None = Field(
         default=None, description="Location of the base model with the adapter merged in, if saved."
     )
 
 
-class Result(SpecModel):
+class Result(WireModel):
     """The final word of a trainer run, written to the termination message."""
 
     outcome: Literal["Succeeded", "Failed"]
     artifact: Artifact | None = None
     metrics: dict[str, float] = Field(default_factory=dict)
     warnings: list[str] = Field(default_factory=list)
-    reason: FailureReason | None = None
+    reason: str | None = Field(default=None, description="CamelCase: one of FailureReason, or a newer one.")
     message: str | None = Field(default=None, description="One line saying what went wrong.")
+
+
+def exit_code(result: Result) -> int:
+    """The trainer's exit code for a Result (the Job's podFailurePolicy keys on it)."""
+    if result.outcome == "Succeeded":
+        return EXIT_SUCCEEDED
+    return EXIT_INVALID_CONFIG if result.reason in CONFIG_FAILURES else EXIT_FAILED
+
+
+def failed(reason: FailureReason, message: str) -> Result:
+    """A failed Result with a one-line message."""
+    line = " ".join(message.split()) or reason
+    return Result(outcome="Failed", reason=reason, message=line)
 
 
 def format_progress(progress: Progress) -> str:

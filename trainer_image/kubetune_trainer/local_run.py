@@ -16,9 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-from kubetune_operator.manifest import FineTuneJobManifest
-from kubetune_trainer.protocol import Progress, Result
-from kubetune_trainer.spec import OutputSpec, Task, TrainingSpec, uri_scheme
+from kubetune_api.manifest import FineTuneJobManifest
+from kubetune_api.protocol import Progress, Result
+from kubetune_api.training import OutputSpec, Task, TrainingSpec
+from kubetune_api.uris import uri_scheme
 
 # Eval metrics shown in the progress bar's postfix.
 _HEADLINE = ("accuracy", "f1", "loss")
@@ -38,7 +39,8 @@ def run_manifest(
     folder (default: the current directory); messages go to `stream` (default stderr,
     the summary to stdout).
     """
-    from kubetune_trainer.runner import exit_code, run_training
+    from kubetune_api.protocol import exit_code
+    from kubetune_trainer.runner import run_training
 
     spec = resolve_paths(job.spec.training_part(), base_dir or Path.cwd())
     if output is not None:

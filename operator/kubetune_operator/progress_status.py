@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from kubetune_trainer.protocol import Progress, last_progress
+from kubetune_api.protocol import Progress, last_progress
 
 # Enough lines to find the newest report past interleaved library output (warnings,
 # tqdm lines), few enough that one read per job per interval stays cheap.

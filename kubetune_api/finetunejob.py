@@ -1,7 +1,7 @@
 """The whole FineTuneJob spec: the training part plus where and how to run it.
 
-`FineTuneJobSpec` extends the trainer's `TrainingSpec` with scheduling fields. The CRD
-schema is generated from it (see `kubetune_operator.crd`), so every field's description
+`FineTuneJobSpec` extends `TrainingSpec` (what the trainer reads) with scheduling fields.
+The CRD schema is generated from it (see `kubetune_operator.crd`), so every field's description
 here is what `kubectl explain finetunejob.spec.<field>` prints.
 """
 
@@ -12,16 +12,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from kubetune_trainer.spec import SpecModel, TrainingSpec
+from kubetune_api.resource import API_GROUP
+from kubetune_api.training import SpecModel, TrainingSpec
 
-API_GROUP = "kubetune.io"
-API_VERSION = "v1alpha1"
-KIND = "FineTuneJob"
-PLURAL = "finetunejobs"
-SINGULAR = "finetunejob"
-SHORT_NAME = "ftj"
-CATEGORY = "kubetune"
-KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 # More pods than this in one run is beyond what one c10d rendezvous and one Job are meant
 # for here; it also bounds the "-<index>" suffix of the pods' hostnames (see builders).
 MAX_NODES = 128

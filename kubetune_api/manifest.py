@@ -9,8 +9,9 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from kubetune_operator.spec import API_GROUP, API_VERSION, KIND, FineTuneJobSpec
-from kubetune_trainer.spec import describe_validation_error
+from kubetune_api.finetunejob import FineTuneJobSpec
+from kubetune_api.resource import API_GROUP, API_VERSION, KIND
+from kubetune_api.training import describe_validation_error
 
 
 class ManifestError(ValueError):

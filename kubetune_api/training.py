@@ -1,9 +1,9 @@
 """The training part of a FineTuneJob spec.
 
 This module is the single source of truth for what a user may write under
-`spec:` about training. The operator extends `TrainingSpec` with scheduling fields,
-the CRD's openAPIV3Schema is generated from the result, and the trainer validates the
-JSON it receives with this same model. It must import without torch.
+`spec:` about training. `kubetune_api.finetunejob` extends `TrainingSpec` with
+scheduling fields, the CRD's openAPIV3Schema is generated from the result, and the
+trainer validates the JSON it receives with this same model. It imports without torch.
 
 YAML and JSON use camelCase (`maxLength`, `trainingArgs`); Python uses snake_case.
 """
@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from enum import Enum
 from typing import Any
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
+
+from kubetune_api.uris import DATA_SCHEMES, OUTPUT_SCHEMES, check_scheme
 
 
 class Task(str, Enum):
@@ -41,35 +42,7 @@ TASK_COLUMNS: dict[Task, tuple[int, int, str]] = {
     Task.TOKEN_DETECTION: (1, 1, "(text,)"),
 }
 
-# URI schemes the trainer can read data from or write models to. `pvc://` is resolved
-# by the operator into a mounted local path before the trainer sees it.
-LOCAL_SCHEMES = frozenset({"", "file"})
-OBJECT_STORE_SCHEMES = frozenset({"s3", "gs", "gcs", "az", "abfs", "abfss"})
-WEB_SCHEMES = frozenset({"http", "https"})
-HUB_SCHEME = "hf"
-PVC_SCHEME = "pvc"
-DATA_SCHEMES = LOCAL_SCHEMES | OBJECT_STORE_SCHEMES | WEB_SCHEMES | {HUB_SCHEME, PVC_SCHEME}
-OUTPUT_SCHEMES = LOCAL_SCHEMES | OBJECT_STORE_SCHEMES | {PVC_SCHEME}
-
 DATA_FORMATS = ("csv", "json", "jsonl", "parquet", "txt")
-
-
-def uri_scheme(uri: str) -> str:
-    """The lower-case scheme of a URI; "" for a plain local path (also on Windows)."""
-    scheme = urlsplit(uri).scheme.lower()
-    return "" if len(scheme) == 1 else scheme  # "C:\\data" is a drive letter, not a scheme
-
-
-def _check_scheme(uri: str, allowed: frozenset[str], what: str) -> str:
-    scheme = uri_scheme(uri)
-    written = uri.split(":", 1)[0]  # urlsplit lower-cases the scheme; keep what the user wrote
-    if scheme and written != scheme:
-        # fsspec only knows lower-case protocols: "S3://" would fail at run time instead.
-        raise ValueError(f"write the URI scheme in lower case: {scheme}://, not {written}://")
-    if scheme not in allowed:
-        shown = ", ".join([*sorted(f"{s}://" for s in allowed if s), "a local path"])
-        raise ValueError(f"unsupported URI scheme {scheme!r} for {what}; use one of: {shown}")
-    return uri
 
 
 class SpecModel(BaseModel):
@@ -138,7 +111,7 @@ class DataSpec(SpecModel):
     @field_validator("train", "validation")
     @classmethod
     def _data_scheme(cls, uri: str | None) -> str | None:
-        return uri if uri is None else _check_scheme(uri, DATA_SCHEMES, "data")
+        return uri if uri is None else check_scheme(uri, DATA_SCHEMES, "data")
 
     @field_validator("format")
     @classmethod
@@ -168,7 +141,7 @@ class OutputSpec(SpecModel):
     @field_validator("uri")
     @classmethod
     def _output_scheme(cls, uri: str) -> str:
-        return _check_scheme(uri, OUTPUT_SCHEMES, "output")
+        return check_scheme(uri, OUTPUT_SCHEMES, "output")
 
 
 FreeForm = bool | dict[str, Any]

@@ -1,0 +1,39 @@
+"""The URI schemes a FineTuneJob may use for its base model, data and output.
+
+`pvc://CLAIM/PATH` is resolved by the operator into a mounted local path before the
+trainer sees it; the trainer reads the rest itself (fsspec for object stores and the web).
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+LOCAL_SCHEMES = frozenset({"", "file"})
+OBJECT_STORE_SCHEMES = frozenset({"s3", "gs", "gcs", "az", "abfs", "abfss"})
+WEB_SCHEMES = frozenset({"http", "https"})
+HUB_SCHEME = "hf"
+PVC_SCHEME = "pvc"
+DATA_SCHEMES = LOCAL_SCHEMES | OBJECT_STORE_SCHEMES | WEB_SCHEMES | {HUB_SCHEME, PVC_SCHEME}
+OUTPUT_SCHEMES = LOCAL_SCHEMES | OBJECT_STORE_SCHEMES | {PVC_SCHEME}
+# Outputs that outlive the pod. A local path (or file://) inside the trainer pod is on its
+# ephemeral disk and vanishes with it, so it is never an acceptable model location there.
+PERSISTENT_OUTPUT_SCHEMES = OBJECT_STORE_SCHEMES | {PVC_SCHEME}
+
+
+def uri_scheme(uri: str) -> str:
+    """The lower-case scheme of a URI; "" for a plain local path (also on Windows)."""
+    scheme = urlsplit(uri).scheme.lower()
+    return "" if len(scheme) == 1 else scheme  # "C:\\data" is a drive letter, not a scheme
+
+
+def check_scheme(uri: str, allowed: frozenset[str], what: str) -> str:
+    """`uri`, or a ValueError naming the schemes `what` (data, output) may use."""
+    scheme = uri_scheme(uri)
+    written = uri.split(":", 1)[0]  # urlsplit lower-cases the scheme; keep what the user wrote
+    if scheme and written != scheme:
+        # fsspec only knows lower-case protocols: "S3://" would fail at run time instead.
+        raise ValueError(f"write the URI scheme in lower case: {scheme}://, not {written}://")
+    if scheme not in allowed:
+        shown = ", ".join([*sorted(f"{s}://" for s in allowed if s), "a local path"])
+        raise ValueError(f"unsupported URI scheme {scheme!r} for {what}; use one of: {shown}")
+    return uri

@@ -1,0 +1,88 @@
+"""The one validation path: `kubetune validate`, `kubetune run` and the operator all call it.
+
+The pydantic model (and the CRD generated from it) already rejects most mistakes at
+`kubectl apply`. What is left depends on where the job runs (`ClusterPolicy`: the
+operator's settings, or a local run's) or guards against objects created before the CRD
+had a rule. Every message names the field the way the user writes it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from kubetune_api.finetunejob import FineTuneJobSpec
+from kubetune_api.training import OutputSpec, describe_validation_error
+from kubetune_api.uris import PERSISTENT_OUTPUT_SCHEMES, PVC_SCHEME, uri_scheme
+
+NO_OUTPUT_MESSAGE = (
+    "spec.output: no output location: set spec.output.uri or the operator's default output "
+    "(Helm value defaultOutput, variable KUBETUNE_DEFAULT_OUTPUT)"
+)
+_PVC_URI = re.compile(r"^pvc://[a-z0-9]([-a-z0-9.]*[a-z0-9])?(/.*)?$")
+
+
+class InvalidSpecError(ValueError):
+    """The FineTuneJob cannot run as written; the message names the field."""
+
+
+@dataclass(frozen=True)
+class ClusterPolicy:
+    """What the place a job runs in allows beyond the spec model.
+
+    The operator's settings give one (`OperatorSettings.policy`); `kubetune validate`
+    takes the same values as flags; a local `kubetune run` has no GPU limit and accepts
+    a local output folder.
+    """
+
+    max_gpus_per_node: int | None = 8  # None: no limit
+    default_output: str | None = None  # PREFIX: a spec without output writes to PREFIX/NAMESPACE/NAME
+    persistent_output: bool = True  # the model must outlive the pod (a cluster run)
+
+
+LOCAL_POLICY = ClusterPolicy(max_gpus_per_node=None, persistent_output=False)
+
+
+def validate_spec(
+    raw_spec: dict[str, Any] | None, *, namespace: str, name: str, policy: ClusterPolicy
+) -> FineTuneJobSpec:
+    """The spec ready to run, with the default output filled in; InvalidSpecError if it cannot."""
+    try:
+        spec = FineTuneJobSpec.model_validate(raw_spec or {})
+    except ValidationError as error:
+        raise InvalidSpecError(describe_validation_error(error)) from None
+
+    limit = policy.max_gpus_per_node
+    if limit is not None and spec.resources.gpus > limit:
+        # gpus is per pod, and a pod runs on one node: more GPUs than a node has would stay
+        # Pending forever. Spreading them out is what spec.nodes is for.
+        raise InvalidSpecError(
+            f"spec.resources.gpus: {spec.resources.gpus} GPUs per node do not fit on one node "
+            f"(this cluster allows at most {limit} per node); "
+            f"use spec.nodes to spread training over several nodes"
+        )
+
+    if spec.output is None and policy.default_output is not None:
+        spec = spec.model_copy(update={"output": OutputSpec(uri=f"{policy.default_output}/{namespace}/{name}")})
+    if policy.persistent_output:
+        if spec.output is None:
+            raise InvalidSpecError(NO_OUTPUT_MESSAGE)
+        check_persistent_output(spec.output.uri, "spec.output.uri", error=InvalidSpecError)
+    return spec
+
+
+def check_persistent_output(uri: str, where: str, error: type[ValueError] = ValueError) -> None:
+    """Reject an output location that would not survive the pod (where: the field or variable)."""
+    scheme = uri_scheme(uri)
+    if scheme == PVC_SCHEME:
+        if not _PVC_URI.match(uri):
+            raise error(f"{where}={uri!r}: expected pvc://CLAIM/PATH with CLAIM a PersistentVolumeClaim name")
+        return
+    if scheme not in PERSISTENT_OUTPUT_SCHEMES:
+        shown = ", ".join(sorted(f"{s}://" for s in PERSISTENT_OUTPUT_SCHEMES))
+        raise error(
+            f"{where}={uri!r}: the model must outlive the pod; use pvc://CLAIM/PATH or an object store ({shown})"
+        )
