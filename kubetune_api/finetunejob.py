@@ -11,21 +11,47 @@ import re
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
 
 from kubetune_api.resource import API_GROUP
-from kubetune_api.training import SpecModel, TrainingSpec
+from kubetune_api.training import SpecModel, TrainingSpec, explain_pattern
 
 # More pods than this in one run is beyond what one c10d rendezvous and one Job are meant
 # for here; it also bounds the "-<index>" suffix of the pods' hostnames (see builders).
 MAX_NODES = 128
 
 # Kubernetes resource.Quantity, e.g. 500m, 2, 16Gi, 1.5G, 1e3.
-QUANTITY_PATTERN = r"^[+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+|[numkMGTPE]|[KMGTPE]i)?$"
+QUANTITY_PATTERN = explain_pattern(
+    r"^[+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][-+]?[0-9]+|[numkMGTPE]|[KMGTPE]i)?$",
+    "a Kubernetes quantity such as 4, 3500m, 32Gi or 1.5G",
+)
 
 # Bounded strings keep the CRD's CEL immutability rules within the API server's cost
 # budget (an unbounded string is costed as if it were megabytes long).
-LabelValue = Annotated[str, Field(max_length=63)]
+# Label values and keys as the API server checks them (apimachinery's validation:
+# IsValidLabelValue, IsQualifiedName). RE2 syntax: the CRD's CEL rules use the same patterns.
+LABEL_VALUE_PATTERN = explain_pattern(
+    r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$",
+    "a label value: at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit",
+)
+QUALIFIED_NAME_PATTERN = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+_QUALIFIED_NAME = re.compile(QUALIFIED_NAME_PATTERN)
+LabelValue = Annotated[str, Field(max_length=63, pattern=LABEL_VALUE_PATTERN)]
 AnnotationValue = Annotated[str, Field(max_length=8192)]
+AFFINITY_KINDS = ("nodeAffinity", "podAffinity", "podAntiAffinity")
+
+
+def check_qualified_keys(keys: Any, field: str) -> None:
+    """ValueError naming the keys that are no label/annotation key (prefix/name, name <= 63)."""
+    bad = [key for key in keys if len(key) > 316 or not _QUALIFIED_NAME.match(key)]
+    if bad:
+        raise ValueError(
+            f"{field}: {bad} not valid keys: use NAME or PREFIX/NAME, NAME at most 63 letters, "
+            "digits, '-', '_' or '.', starting and ending with a letter or digit, PREFIX a DNS name"
+        )
 
 # Env names that hold credentials: their values must come from a Secret, never inline.
 # Plain RE2-compatible syntax: the CRD's CEL rule uses the same pattern.
@@ -212,6 +238,16 @@ class FineTuneJobSpec(TrainingSpec):
     env_from: list[EnvFromSource] = Field(
         default_factory=list, max_length=32, description="Secrets or ConfigMaps imported whole as environment."
     )
+    max_disruptions: int = Field(
+        default=5,
+        ge=0,
+        le=1000,
+        description=(
+            "Times the cluster may stop the run's pods (preemption, eviction, node drain, node "
+            "pressure such as a full disk) without it counting against backoffLimit. One more "
+            "fails the run with reason TooManyDisruptions."
+        ),
+    )
     backoff_limit: int = Field(
         default=3,
         ge=0,
@@ -232,10 +268,25 @@ class FineTuneJobSpec(TrainingSpec):
     @field_validator("pod_labels")
     @classmethod
     def _no_reserved_labels(cls, labels: dict[str, str]) -> dict[str, str]:
+        check_qualified_keys(labels, "podLabels")
         reserved = [key for key in labels if key.startswith(f"{API_GROUP}/")]
         if reserved:
             raise ValueError(f"labels under {API_GROUP}/ are set by kubetune: remove {reserved}")
         return labels
+
+    @field_validator("node_selector", "pod_annotations")
+    @classmethod
+    def _qualified_keys(cls, values: dict[str, str], info: Any) -> dict[str, str]:
+        check_qualified_keys(values, to_camel(info.field_name))
+        return values
+
+    @field_validator("affinity")
+    @classmethod
+    def _affinity_kinds(cls, affinity: dict[str, Any] | None) -> dict[str, Any] | None:
+        unknown = sorted(set(affinity or {}) - set(AFFINITY_KINDS))
+        if unknown:
+            raise ValueError(f"affinity: unknown {unknown}; a core/v1 Affinity has {', '.join(AFFINITY_KINDS)}")
+        return affinity
 
     def training_part(self) -> TrainingSpec:
         """Only the fields the trainer reads (what goes into the container)."""

@@ -28,6 +28,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
+from kubetune_api.outcomes import (
+    CONFIG_FAILURES,
+    EXIT_FAILED,
+    EXIT_INVALID_CONFIG,
+    EXIT_SUCCEEDED,
+    FailureReason,
+)
+
 PROGRESS_KEY = "kubetuneProgress"
 # 1: the first versioned release (messages without the field are read as version 1 too).
 PROTOCOL_VERSION = 1
@@ -40,15 +48,7 @@ ENV_TERMINATION_LOG = "KUBETUNE_TERMINATION_LOG"  # overrides the result path (t
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 TERMINATION_MESSAGE_LIMIT = 4096
 
-EXIT_SUCCEEDED = 0
-EXIT_FAILED = 1  # anything that may succeed on a retry (I/O, hub outage, node trouble)
-EXIT_INVALID_CONFIG = 78  # sysexits EX_CONFIG: the spec or the data is wrong; do not retry
-
 ArtifactKind = Literal["full", "adapter"]
-# The reasons this release's trainer gives; a reader accepts any CamelCase word.
-FailureReason = Literal["InvalidConfig", "InvalidData", "OutOfMemory", "TrainingError"]
-# Reasons that mean the job itself is wrong: exit EXIT_INVALID_CONFIG, never retried.
-CONFIG_FAILURES = frozenset({"InvalidConfig", "InvalidData"})
 
 
 class Tolerant(BaseModel):
@@ -112,6 +112,7 @@ class Result(WireModel):
     artifact: Artifact | None = None
     metrics: dict[str, float] = Field(default_factory=dict)
     warnings: list[str] = Field(default_factory=list)
+    # A reader accepts any CamelCase word: a newer trainer may know more reasons.
     reason: str | None = Field(default=None, description="CamelCase: one of FailureReason, or a newer one.")
     message: str | None = Field(default=None, description="One line saying what went wrong.")
 

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from kubetune_api.uris import DATA_SCHEMES, OUTPUT_SCHEMES, check_scheme
+from kubetune_api.uris import DATA_SCHEMES, OUTPUT_SCHEMES, PVC_SCHEME, check_pvc_uri, check_scheme, uri_scheme
 
 
 class Task(str, Enum):
@@ -43,6 +43,8 @@ TASK_COLUMNS: dict[Task, tuple[int, int, str]] = {
 }
 
 DATA_FORMATS = ("csv", "json", "jsonl", "parquet", "txt")
+# URIs are bounded so that the CRD's CEL rules on them stay within the API server's cost budget.
+MAX_URI = 4096
 
 
 class SpecModel(BaseModel):
@@ -61,6 +63,7 @@ class BaseModelSource(SpecModel):
 
     model: str = Field(
         min_length=1,
+        max_length=MAX_URI,
         description=(
             "Model to fine-tune: a Hugging Face hub id (org/name), a local path, file://PATH, "
             "or pvc://CLAIM/PATH for a model stored on a PersistentVolumeClaim."
@@ -73,12 +76,18 @@ class BaseModelSource(SpecModel):
         description="Hub revision to load: a branch, tag or commit id. Pin a commit for repeatable runs.",
     )
 
+    @field_validator("model")
+    @classmethod
+    def _claim_path(cls, model: str) -> str:
+        return check_pvc_uri(model) if uri_scheme(model) == PVC_SCHEME else model
+
 
 class DataSpec(SpecModel):
     """Where the training data lives and which columns to read."""
 
     train: str = Field(
         min_length=1,
+        max_length=MAX_URI,
         description=(
             "Training data URI: a local path or file:// (csv, json, jsonl, parquet, txt), "
             "pvc://CLAIM/PATH, s3://, gs://, az://, https://, or a hub dataset as "
@@ -89,6 +98,7 @@ class DataSpec(SpecModel):
     validation: str | None = Field(
         default=None,
         min_length=1,
+        max_length=MAX_URI,
         description="Validation data URI, same forms as train. When set, metrics are computed on it.",
     )
     columns: list[str] | None = Field(
@@ -126,6 +136,7 @@ class OutputSpec(SpecModel):
 
     uri: str = Field(
         min_length=1,
+        max_length=MAX_URI,
         description=(
             "Persistent location for the model, checkpoints and kubetune.json metadata: a local "
             "path, file://, pvc://CLAIM/PATH, s3://, gs:// or az://. A retried run resumes from "
@@ -239,11 +250,24 @@ class TrainingSpec(SpecModel):
         return self.model_dump_json(by_alias=True, exclude_none=True)
 
 
+# What a field's pattern means, in words: "should match pattern '^...$'" helps nobody.
+PATTERN_HINTS: dict[str, str] = {}
+
+
+def explain_pattern(pattern: str, hint: str) -> str:
+    """Register the words that replace `pattern` in validation messages; returns `pattern`."""
+    PATTERN_HINTS[pattern] = hint
+    return pattern
+
+
 def describe_validation_error(error: ValidationError, prefix: str = "spec") -> str:
     """One line per problem, each naming the field the way a user writes it in YAML."""
     lines = []
     for problem in error.errors():
         path = ".".join([prefix, *(str(part) for part in problem["loc"])]) if problem["loc"] else prefix
         message = problem["msg"].removeprefix("Value error, ")
+        hint = PATTERN_HINTS.get(str((problem.get("ctx") or {}).get("pattern")))
+        if problem["type"] == "string_pattern_mismatch" and hint:
+            message = f"{problem['input']!r} is not {hint}"
         lines.append(f"{path}: {message}")
     return "; ".join(lines)

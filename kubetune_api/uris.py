@@ -6,6 +6,7 @@ trainer sees it; the trainer reads the rest itself (fsspec for object stores and
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit
 
 LOCAL_SCHEMES = frozenset({"", "file"})
@@ -18,6 +19,16 @@ OUTPUT_SCHEMES = LOCAL_SCHEMES | OBJECT_STORE_SCHEMES | {PVC_SCHEME}
 # Outputs that outlive the pod. A local path (or file://) inside the trainer pod is on its
 # ephemeral disk and vanishes with it, so it is never an acceptable model location there.
 PERSISTENT_OUTPUT_SCHEMES = OBJECT_STORE_SCHEMES | {PVC_SCHEME}
+
+
+# pvc://CLAIM/PATH: CLAIM a PersistentVolumeClaim name (a DNS subdomain), PATH segments
+# non-empty. Plain RE2 syntax: the CRD's CEL rules use the same patterns.
+PVC_CLAIM_PATTERN = r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?"
+PVC_URI_PATTERN = rf"^pvc://{PVC_CLAIM_PATTERN}(/[^/]+)*/?$"
+# "." and ".." segments would leave the claim's mount (pvc://models/../../cache writes to the
+# pod's ephemeral disk while the status says Succeeded).
+DOT_SEGMENT_PATTERN = r"/[.][.]?(/|$)"
+PVC_FORM = "pvc://CLAIM/PATH (CLAIM a PersistentVolumeClaim name, PATH without '.', '..' or empty segments)"
 
 
 def uri_scheme(uri: str) -> str:
@@ -36,4 +47,20 @@ def check_scheme(uri: str, allowed: frozenset[str], what: str) -> str:
     if scheme not in allowed:
         shown = ", ".join([*sorted(f"{s}://" for s in allowed if s), "a local path"])
         raise ValueError(f"unsupported URI scheme {scheme!r} for {what}; use one of: {shown}")
+    if scheme == PVC_SCHEME:
+        check_pvc_uri(uri)
+    return uri
+
+
+def check_pvc_uri(uri: str) -> str:
+    """`uri`, or a ValueError saying what is wrong with it as pvc://CLAIM/PATH."""
+    claim = uri.removeprefix(f"{PVC_SCHEME}://").split("/", 1)[0]
+    if not claim:
+        raise ValueError(f"{uri} names no claim: write {PVC_FORM}")
+    if len(claim) > 253 or not re.fullmatch(PVC_CLAIM_PATTERN, claim):
+        raise ValueError(f"{claim!r} in {uri} is not a PersistentVolumeClaim name: write {PVC_FORM}")
+    if re.search(DOT_SEGMENT_PATTERN, uri):
+        raise ValueError(f"{uri}: '.' and '..' would leave the claim: write {PVC_FORM}")
+    if not re.fullmatch(PVC_URI_PATTERN, uri):
+        raise ValueError(f"{uri} has an empty path segment (//): write {PVC_FORM}")
     return uri

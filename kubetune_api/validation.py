@@ -8,7 +8,6 @@ had a rule. Every message names the field the way the user writes it.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,13 +15,12 @@ from pydantic import ValidationError
 
 from kubetune_api.finetunejob import FineTuneJobSpec
 from kubetune_api.training import OutputSpec, describe_validation_error
-from kubetune_api.uris import PERSISTENT_OUTPUT_SCHEMES, PVC_SCHEME, uri_scheme
+from kubetune_api.uris import PERSISTENT_OUTPUT_SCHEMES, PVC_SCHEME, check_pvc_uri, uri_scheme
 
 NO_OUTPUT_MESSAGE = (
     "spec.output: no output location: set spec.output.uri or the operator's default output "
     "(Helm value defaultOutput, variable KUBETUNE_DEFAULT_OUTPUT)"
 )
-_PVC_URI = re.compile(r"^pvc://[a-z0-9]([-a-z0-9.]*[a-z0-9])?(/.*)?$")
 
 
 class InvalidSpecError(ValueError):
@@ -78,8 +76,10 @@ def check_persistent_output(uri: str, where: str, error: type[ValueError] = Valu
     """Reject an output location that would not survive the pod (where: the field or variable)."""
     scheme = uri_scheme(uri)
     if scheme == PVC_SCHEME:
-        if not _PVC_URI.match(uri):
-            raise error(f"{where}={uri!r}: expected pvc://CLAIM/PATH with CLAIM a PersistentVolumeClaim name")
+        try:
+            check_pvc_uri(uri)
+        except ValueError as problem:
+            raise error(f"{where}={uri!r}: {problem}") from None
         return
     if scheme not in PERSISTENT_OUTPUT_SCHEMES:
         shown = ", ".join(sorted(f"{s}://" for s in PERSISTENT_OUTPUT_SCHEMES))

@@ -1,10 +1,11 @@
-"""The batch/v1 Job for a FineTuneJob: a pure function of the spec and the settings.
+"""The objects of a FineTuneJob's run: pure functions of the spec and the settings.
 
 No API calls and no clock here: the same FineTuneJob always gives the same Job, which
-is what makes creation idempotent (a deterministic name; 409 means it exists) and the
-builder testable as a table. Keep each piece of the pod in its own small function.
+is what makes creation idempotent (a deterministic name; on 409 the operator checks the
+existing Job's owner) and the builder testable as a table. The pod itself is built by
+`kubetune_operator.pod_template`.
 
-Distributed runs (see kubetune_trainer.distributed for the trainer's side):
+Distributed runs (see kubetune_api.launch_command for the container command):
 
 * one node, several GPUs: the same Job; the container command is torchrun's launcher in
   standalone mode, one process per GPU;
@@ -13,33 +14,40 @@ Distributed runs (see kubetune_trainer.distributed for the trainer's side):
   `subdomain`, so the pod with index 0 is reachable as `<job>-0.<service>` for torchrun's
   c10d rendezvous. The group shares one podFailurePolicy and one backoffLimit
   (`spec.backoffLimit` failed attempts of the whole group, see `group_backoff_limit`);
-  Kueue admits the Job, and so the whole group, as one Workload.
+  Kueue admits the Job, and so the whole group, as one Workload;
+* both: a NetworkPolicy (`build_network_policy`) lets only the run's own pods reach its
+  pods: torch's rendezvous store unpickles what it reads, and NCCL listens on any port.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
 
-from kubetune_api.finetunejob import MAX_NODES, FineTuneJobSpec
+from kubetune_api.finetunejob import FineTuneJobSpec
 from kubetune_api.launch_command import RDZV_PORT, rendezvous_endpoint, torchrun_command
-from kubetune_api.protocol import DEFAULT_TERMINATION_LOG, ENV_JOB, ENV_JOB_NAME, ENV_JOB_UID, EXIT_INVALID_CONFIG
-from kubetune_api.resource import API_GROUP, API_VERSION, KIND
+from kubetune_api.outcomes import EXIT_INVALID_CONFIG
+from kubetune_api.protocol import DEFAULT_TERMINATION_LOG
+from kubetune_api.resource import API_GROUP
+from kubetune_operator.names import LABEL_RUN, job_name, run_object_name, selector_labels
+from kubetune_operator.pod_template import (
+    CONTAINER_NAME,
+    Owner,
+    container_security_context,
+    pod_security_context,
+    resource_requirements,
+    scratch_volumes,
+    tolerations,
+    trainer_env,
+)
 from kubetune_operator.settings import OperatorSettings
 from kubetune_operator.volumes import mount_claims
 
-CONTAINER_NAME = "trainer"
 # Kueue admits Jobs that carry this label (its value names the LocalQueue).
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
-LABEL_NAME = "app.kubernetes.io/name"
-LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
-LABEL_FINETUNEJOB = f"{API_GROUP}/finetunejob"
-TRAINER_APP = "kubetune-trainer"
-MANAGER = "kubetune"
 ANNOTATION_SPEC_HASH = f"{API_GROUP}/spec-hash"
 ANNOTATION_FINETUNEJOB = f"{API_GROUP}/finetunejob"
 # On the Job: how many pods (nodes) one attempt has, for the status (absent: 1).
@@ -48,173 +56,32 @@ ANNOTATION_NODES = f"{API_GROUP}/nodes"
 COMPLETION_INDEX_KEY = "batch.kubernetes.io/job-completion-index"
 RDZV_PORT_NAME = "c10d"
 
-# Where the trainer may write besides its output: the pod's root filesystem belongs to
-# the image, so caches (hub downloads, torch/triton compile caches) get their own volume.
-CACHE_PATH = "/cache"
-SHM_PATH = "/dev/shm"
-# A non-root identity for the trainer; fsGroup makes mounted claims writable by it.
-TRAINER_UID = 1000
-
-MAX_NAME = 63  # Job names become the batch.kubernetes.io/job-name label value (a DNS label)
+__all__ = ["CONTAINER_NAME", "Owner", "build_headless_service", "build_job", "build_network_policy"]
 
 
-@dataclass(frozen=True)
-class Owner:
-    """The FineTuneJob a Job is built for: only what the Job needs from its metadata."""
-
-    name: str
-    namespace: str
-    uid: str
-    labels: dict[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def from_body(cls, body: Any) -> Owner:
-        meta = body["metadata"]
-        return cls(
-            name=meta["name"],
-            namespace=meta["namespace"],
-            uid=meta["uid"],
-            labels=dict(meta.get("labels") or {}),
-        )
-
-    def reference_body(self) -> dict[str, Any]:
-        """The minimal body kopf.append_owner_reference reads."""
-        return {
-            "apiVersion": f"{API_GROUP}/{API_VERSION}",
-            "kind": KIND,
-            "metadata": {"name": self.name, "namespace": self.namespace, "uid": self.uid},
-        }
-
-
-def job_name(finetunejob: str, nodes: int = 1) -> str:
-    """`<name>-train`, cut and suffixed with a hash when that exceeds 63 characters.
-
-    Multi-node: the Job controller names each pod's host `<job>-<index>`, a DNS label, so
-    the Job name must leave room for the index and hold no dots (FineTuneJob names may).
-    """
-    if nodes <= 1:
-        name = f"{finetunejob}-train"
-        if len(name) <= MAX_NAME:
-            return name
-        digest = hashlib.sha256(finetunejob.encode()).hexdigest()[:10]
-        return f"{finetunejob[: MAX_NAME - len(digest) - 8].rstrip('-.')}-{digest}-train"
-    return _dns_label(finetunejob, "-train", MAX_NAME - len(f"-{MAX_NODES - 1}"))
-
-
-def service_name(owner: Owner) -> str:
-    """The headless Service of a multi-node run: `<name>-<tag>`, a DNS-1035 label.
-
-    The tag is a digest of the FineTuneJob's uid: a Service left behind by a deleted
-    FineTuneJob of the same name (garbage collection takes a moment) has another name,
-    so a 409 on creation always means our own Service, and nothing needs reading back.
-    A name that starts with a digit gets a letter in front (DNS-1035).
-    """
-    tag = hashlib.sha256(owner.uid.encode()).hexdigest()[:8]
-    base = owner.name.replace(".", "-")
-    if not base[0].isalpha():
-        base = f"t-{base}"
-    return f"{base[: MAX_NAME - len(tag) - 1].rstrip('-')}-{tag}"
-
-
-def _dns_label(base: str, suffix: str, limit: int) -> str:
-    """`base + suffix` as a DNS label of at most `limit` characters: dots become dashes, and
-    a name that is too long or was changed gets a hash of the original, so two FineTuneJobs
-    never share one."""
-    cleaned = base.replace(".", "-")
-    name = f"{cleaned}{suffix}"
-    if len(name) <= limit and cleaned == base:
-        return name
-    digest = hashlib.sha256(base.encode()).hexdigest()[:10]
-    keep = limit - len(digest) - len(suffix) - 1
-    return f"{cleaned[:keep].rstrip('-')}-{digest}{suffix}"
-
-
-def selector_labels(finetunejob: str) -> dict[str, str]:
-    """Labels on the Job and its pods that the operator watches and selects by."""
-    return {
-        LABEL_NAME: TRAINER_APP,
-        LABEL_MANAGED_BY: MANAGER,
-        LABEL_FINETUNEJOB: label_value(finetunejob),
-    }
-
-
-def label_value(name: str) -> str:
-    """Label values are at most 63 characters; object names may be 253. The exact name
-    is also kept in the ANNOTATION_FINETUNEJOB annotation, which has no such limit."""
-    if len(name) <= MAX_NAME:
-        return name
-    digest = hashlib.sha256(name.encode()).hexdigest()[:10]
-    return f"{name[: MAX_NAME - len(digest) - 1].rstrip('-.')}-{digest}"
+# The spec hash's scheme, written in front of it: a hash of another scheme (or none, from a
+# release before schemes) is not comparable, and never makes a run look changed.
+SPEC_HASH_SCHEME = "v2-"
 
 
 def spec_hash(spec: FineTuneJobSpec) -> str:
     """A digest of everything but suspend: tells whether the spec changed after the Job was made."""
-    # `nodes` at its default is left out: Jobs made before the field existed keep their
-    # hash, so an operator upgrade does not call every running FineTuneJob changed.
-    exclude = {"suspend"} | ({"nodes"} if spec.nodes == 1 else set())
-    data = spec.model_dump(mode="json", by_alias=True, exclude=exclude)
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+    # Fields at their defaults are left out: a field added by a later release (at its
+    # default) does not change the hash of a run started before it.
+    data = spec.model_dump(mode="json", by_alias=True, exclude={"suspend"}, exclude_defaults=True)
+    return SPEC_HASH_SCHEME + hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def resource_requirements(spec: FineTuneJobSpec, settings: OperatorSettings) -> dict[str, Any]:
-    amounts: dict[str, str] = {}
-    wanted = spec.resources
-    for key, value in (("cpu", wanted.cpu), ("memory", wanted.memory), ("ephemeral-storage", wanted.ephemeral_storage)):
-        if value is not None:
-            amounts[key] = value
-    limits = dict(amounts)
-    if wanted.gpus > 0:
-        # Extended resources are limits-only (the request defaults to the limit).
-        limits[settings.gpu_resource] = str(wanted.gpus)
-    result: dict[str, Any] = {}
-    if amounts:
-        result["requests"] = amounts
-    if limits:
-        result["limits"] = limits
-    return result
+def spec_changed(recorded: str | None, current: str | None) -> bool:
+    """Whether the spec differs from the one a run was started with (unknown: no)."""
+    if recorded is None or current is None or not recorded.startswith(SPEC_HASH_SCHEME):
+        return False
+    return recorded != current
 
 
-def tolerations(spec: FineTuneJobSpec, settings: OperatorSettings) -> list[dict[str, Any]]:
-    listed = [t.model_dump(by_alias=True, exclude_none=True) for t in spec.tolerations]
-    key = settings.gpu_toleration_key
-    if spec.resources.gpus > 0 and key and not any(t.get("key") == key for t in listed):
-        listed.append({"key": key, "operator": "Exists", "effect": "NoSchedule"})
-    return listed
-
-
-def container_security_context() -> dict[str, Any]:
-    """The restricted Pod Security Standard, container part."""
-    return {
-        "runAsNonRoot": True,
-        "allowPrivilegeEscalation": False,
-        "capabilities": {"drop": ["ALL"]},
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-
-
-def pod_security_context() -> dict[str, Any]:
-    return {
-        "runAsNonRoot": True,
-        "runAsUser": TRAINER_UID,
-        "runAsGroup": TRAINER_UID,
-        "fsGroup": TRAINER_UID,
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
-
-
-def trainer_env(owner: Owner, spec: FineTuneJobSpec, job_json: str) -> list[dict[str, Any]]:
-    env: list[dict[str, Any]] = [
-        {"name": ENV_JOB, "value": job_json},
-        {"name": ENV_JOB_NAME, "value": f"{owner.namespace}/{owner.name}"},
-        {"name": ENV_JOB_UID, "value": owner.uid},
-        # Writable homes for libraries that cache under $HOME or $HF_HOME.
-        {"name": "HOME", "value": CACHE_PATH},
-        {"name": "HF_HOME", "value": f"{CACHE_PATH}/huggingface"},
-    ]
-    # The user's variables come last so they may override HF_HOME and friends, but not ours.
-    ours = {ENV_JOB, ENV_JOB_NAME, ENV_JOB_UID}
-    env += [e.model_dump(by_alias=True, exclude_none=True) for e in spec.env if e.name not in ours]
-    return env
+def distributed(spec: FineTuneJobSpec) -> bool:
+    """More than one training process: a rendezvous, and ranks that talk over the network."""
+    return spec.nodes > 1 or spec.resources.gpus > 1
 
 
 def trainer_command(owner: Owner, spec: FineTuneJobSpec) -> list[str] | None:
@@ -223,16 +90,16 @@ def trainer_command(owner: Owner, spec: FineTuneJobSpec) -> list[str] | None:
     One process keeps the image's own ENTRYPOINT (`python -m kubetune_trainer`), so a
     custom trainer image with its own entrypoint works as before.
     """
-    nodes = spec.nodes
-    if nodes == 1 and spec.resources.gpus <= 1:
+    if not distributed(spec):
         return None
-    name = job_name(owner.name, nodes)
+    name = job_name(owner.name, spec.nodes)
     # Rank-0's pod through the headless Service: `<job>-0.<service>` resolves in the
     # pods' own namespace (their DNS search path holds it).
-    endpoint = rendezvous_endpoint(f"{name}-0.{service_name(owner)}") if nodes > 1 else None
+    service = run_object_name(owner.name, owner.uid)
+    endpoint = rendezvous_endpoint(f"{name}-0.{service}") if spec.nodes > 1 else None
     # The uid is unique per FineTuneJob and stays the same across retries, so replaced
     # pods rejoin the same rendezvous.
-    return torchrun_command(spec.resources.gpus, nodes, endpoint, owner.uid)
+    return torchrun_command(spec.resources.gpus, spec.nodes, endpoint, owner.uid)
 
 
 def group_backoff_limit(spec: FineTuneJobSpec) -> int:
@@ -246,17 +113,20 @@ def group_backoff_limit(spec: FineTuneJobSpec) -> int:
     return spec.backoff_limit * spec.nodes
 
 
-def build_headless_service(owner: Owner, spec: FineTuneJobSpec) -> dict[str, Any]:
-    """The headless Service that gives a multi-node run's pods DNS names (`<job>-<index>.<service>`).
+def _owned(obj: dict[str, Any], owner: Owner) -> dict[str, Any]:
+    # Garbage collection deletes the object (and a Job's pods) with the FineTuneJob.
+    kopf.append_owner_reference(obj, owner=owner.reference_body(), controller=True, block_owner_deletion=True)
+    return obj
 
-    Owned by the FineTuneJob, so garbage collection removes it with the run.
-    """
+
+def build_headless_service(owner: Owner, spec: FineTuneJobSpec) -> dict[str, Any]:
+    """The headless Service that gives a multi-node run's pods DNS names (`<job>-<index>.<service>`)."""
     labels = selector_labels(owner.name)
     service: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {
-            "name": service_name(owner),
+            "name": run_object_name(owner.name, owner.uid),
             "namespace": owner.namespace,
             "labels": dict(labels),
             "annotations": {ANNOTATION_FINETUNEJOB: owner.name},
@@ -266,12 +136,37 @@ def build_headless_service(owner: Owner, spec: FineTuneJobSpec) -> dict[str, Any
             # The rendezvous happens before any pod is Ready (there is no readiness probe
             # to pass while the ranks wait for each other): publish addresses at once.
             "publishNotReadyAddresses": True,
-            "selector": dict(labels),
+            "selector": {**labels, LABEL_RUN: owner.uid},
             "ports": [{"name": RDZV_PORT_NAME, "port": RDZV_PORT, "targetPort": RDZV_PORT, "protocol": "TCP"}],
         },
     }
-    kopf.append_owner_reference(service, owner=owner.reference_body(), controller=True, block_owner_deletion=True)
-    return service
+    return _owned(service, owner)
+
+
+def build_network_policy(owner: Owner, spec: FineTuneJobSpec) -> dict[str, Any]:
+    """Ingress to the run's pods only from the run's own pods, on any port.
+
+    Any port: NCCL and gloo pick theirs at run time; the rendezvous is on RDZV_PORT. The
+    pods serve nothing else, so nothing else needs in. Egress is left alone (the hub,
+    object stores and the registry are outside).
+    """
+    run = {LABEL_RUN: owner.uid}
+    policy: dict[str, Any] = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {
+            "name": run_object_name(owner.name, owner.uid),
+            "namespace": owner.namespace,
+            "labels": selector_labels(owner.name),
+            "annotations": {ANNOTATION_FINETUNEJOB: owner.name},
+        },
+        "spec": {
+            "podSelector": {"matchLabels": dict(run)},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": [{"podSelector": {"matchLabels": dict(run)}}]}],
+        },
+    }
+    return _owned(policy, owner)
 
 
 def build_job(owner: Owner, spec: FineTuneJobSpec, settings: OperatorSettings) -> dict[str, Any]:
@@ -283,23 +178,13 @@ def build_job(owner: Owner, spec: FineTuneJobSpec, settings: OperatorSettings) -
     if queue:
         job_labels[KUEUE_QUEUE_LABEL] = queue
 
-    volumes: list[dict[str, Any]] = [
-        {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": spec.resources.shm_size}},
-        {"name": "cache", "emptyDir": {}},
-        *(claim.volume() for claim in claims),
-    ]
-    mounts: list[dict[str, Any]] = [
-        {"name": "dshm", "mountPath": SHM_PATH},
-        {"name": "cache", "mountPath": CACHE_PATH},
-        *(claim.volume_mount() for claim in claims),
-    ]
-
+    scratch = scratch_volumes(spec, settings)
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
         "image": spec.image or settings.trainer_image,
         "env": trainer_env(owner, spec, training.to_job_json()),
         "resources": resource_requirements(spec, settings),
-        "volumeMounts": mounts,
+        "volumeMounts": [mount for _, mount in scratch] + [claim.volume_mount() for claim in claims],
         "securityContext": container_security_context(),
         "terminationMessagePath": DEFAULT_TERMINATION_LOG,
         # A crash before the trainer writes its result still leaves the log's last lines.
@@ -318,7 +203,7 @@ def build_job(owner: Owner, spec: FineTuneJobSpec, settings: OperatorSettings) -
         "automountServiceAccountToken": False,  # the trainer never calls the API
         "securityContext": pod_security_context(),
         "containers": [container],
-        "volumes": volumes,
+        "volumes": [volume for volume, _ in scratch] + [claim.volume() for claim in claims],
     }
     if spec.node_selector:
         pod_spec["nodeSelector"] = dict(spec.node_selector)
@@ -332,10 +217,10 @@ def build_job(owner: Owner, spec: FineTuneJobSpec, settings: OperatorSettings) -
     if spec.service_account_name:
         pod_spec["serviceAccountName"] = spec.service_account_name
     if spec.nodes > 1:
-        pod_spec["subdomain"] = service_name(owner)
+        pod_spec["subdomain"] = run_object_name(owner.name, owner.uid)
 
     pod_metadata: dict[str, Any] = {
-        "labels": {**spec.pod_labels, **labels},
+        "labels": {**spec.pod_labels, **labels, LABEL_RUN: owner.uid},
         "annotations": {**spec.pod_annotations, ANNOTATION_FINETUNEJOB: owner.name},
     }
 
@@ -371,9 +256,7 @@ def build_job(owner: Owner, spec: FineTuneJobSpec, settings: OperatorSettings) -
         },
         "spec": job_spec,
     }
-    # Garbage collection deletes the Job (and through it the pods) with the FineTuneJob.
-    kopf.append_owner_reference(job, owner=owner.reference_body(), controller=True, block_owner_deletion=True)
-    return job
+    return _owned(job, owner)
 
 
 def pod_failure_policy() -> dict[str, Any]:
@@ -382,14 +265,12 @@ def pod_failure_policy() -> dict[str, Any]:
             {
                 # Bad config or data: the same pod would fail the same way; fail the Job now.
                 "action": "FailJob",
-                "onExitCodes": {
-                    "containerName": CONTAINER_NAME,
-                    "operator": "In",
-                    "values": [EXIT_INVALID_CONFIG],
-                },
+                "onExitCodes": {"containerName": CONTAINER_NAME, "operator": "In", "values": [EXIT_INVALID_CONFIG]},
             },
             {
-                # Preemption, eviction, node drain: not the trainer's fault; retry for free.
+                # Preemption, eviction, node drain or pressure: not the trainer's fault; retry
+                # without using up backoffLimit. The operator bounds how often
+                # (spec.maxDisruptions), which this policy cannot: it matches no reasons.
                 # (In a multi-node run the other pods then lose their peer and fail; those
                 # failures count.)
                 "action": "Ignore",

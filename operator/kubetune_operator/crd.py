@@ -26,10 +26,10 @@ from typing import Any
 
 import yaml
 
-from kubetune_api.finetunejob import SECRET_ENV_PATTERN, FineTuneJobSpec
+from kubetune_api.finetunejob import QUALIFIED_NAME_PATTERN, SECRET_ENV_PATTERN, FineTuneJobSpec
 from kubetune_api.resource import API_GROUP, API_VERSION, CATEGORY, KIND, PLURAL, SHORT_NAME, SINGULAR
 from kubetune_api.training import TASK_COLUMNS
-from kubetune_api.uris import OBJECT_STORE_SCHEMES, PVC_SCHEME
+from kubetune_api.uris import DOT_SEGMENT_PATTERN, OBJECT_STORE_SCHEMES, PVC_FORM, PVC_SCHEME, PVC_URI_PATTERN
 from kubetune_operator.status_model import FineTuneJobStatus
 
 Schema = dict[str, Any]
@@ -167,6 +167,25 @@ def spec_schema() -> Schema:
         "(s3://, gs://, az://, ...)",
         fieldPath=".uri",
     )
+    pvc_rule = (
+        f"!self.startsWith('{PVC_SCHEME}://') || "
+        f"(self.matches('{PVC_URI_PATTERN}') && !self.matches('{DOT_SEGMENT_PATTERN}'))"
+    )
+    pvc_message = f"write {PVC_FORM}"
+    for holder, name in (
+        (props["base"], "model"),
+        (props["data"], "train"),
+        (props["data"], "validation"),
+        (props["output"], "uri"),
+    ):
+        _add_rule(holder["properties"][name], pvc_rule, f"{pvc_message}")
+    for name in ("podLabels", "nodeSelector", "podAnnotations"):
+        _add_rule(
+            props[name],
+            f"self.all(k, size(k) <= 316 && k.matches('{QUALIFIED_NAME_PATTERN}'))",
+            f"spec.{name}: keys are NAME or PREFIX/NAME, NAME at most 63 letters, digits, '-', '_' or '.', "
+            "starting and ending with a letter or digit, PREFIX a DNS name",
+        )
     env_item = props["env"]["items"]
     _add_rule(env_item, "!(has(self.value) && has(self.valueFrom))", "env: set value or valueFrom, not both")
     _add_rule(

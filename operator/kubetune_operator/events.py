@@ -11,7 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from kubetune_api.outcomes import Reason
 from kubetune_api.uris import PVC_SCHEME
+from kubetune_operator.conditions import current_reason, is_true
 
 EventType = Literal["Normal", "Warning"]
 
@@ -26,13 +28,7 @@ class Event:
 def _key(status: Mapping[str, Any] | None) -> tuple[str | None, str | None]:
     if not status:
         return None, None
-    # Every condition carries the reason of the current state (see kubetune_operator.status).
-    reason = next((c.get("reason") for c in status.get("conditions") or []), None)
-    return status.get("phase"), reason
-
-
-def _stalled(status: Mapping[str, Any]) -> bool:
-    return any(c.get("type") == "Stalled" and c.get("status") == "True" for c in status.get("conditions") or [])
+    return status.get("phase"), current_reason(status)
 
 
 def transition_event(
@@ -44,10 +40,14 @@ def transition_event(
         return None
     phase, reason = after
     message = current.get("message") or next((c.get("message", "") for c in current.get("conditions") or []), "")
-    if before == (None, None) and phase == "Pending" and reason == "Pending" and job_name:
-        return Event("Normal", "JobCreated", f"created Job {job_name}")
-    warning = phase == "Failed" or _stalled(current) or reason in {"Retrying", "Unschedulable"}
+    if before == (None, None) and phase == "Pending" and reason == Reason.PENDING and job_name:
+        return job_created_event(job_name)
+    warning = phase == "Failed" or is_true(current, "Stalled") or reason in {Reason.RETRYING, Reason.UNSCHEDULABLE}
     return Event("Warning" if warning else "Normal", reason or phase or "Unknown", message or (phase or ""))
+
+
+def job_created_event(job_name: str) -> Event:
+    return Event("Normal", Reason.JOB_CREATED, f"created Job {job_name}")
 
 
 def shared_output_warning(nodes: int, output_uri: str | None) -> Event | None:
@@ -61,7 +61,7 @@ def shared_output_warning(nodes: int, output_uri: str | None) -> Event | None:
         return None
     return Event(
         "Warning",
-        "SharedOutputRequired",
+        Reason.SHARED_OUTPUT_REQUIRED,
         f"spec.nodes is {nodes}: every node mounts the output claim of {output_uri}, so it must be "
         "ReadWriteMany (or use an object store); a ReadWriteOnce claim keeps all but one pod from starting",
     )

@@ -31,6 +31,9 @@ from kubetune_api.resource import API_GROUP, API_VERSION, PLURAL
 logger = logging.getLogger("kubetune.kube")
 
 MERGE_PATCH = "application/merge-patch+json"
+MAX_DETAIL = 600  # characters of the API server's message kept (it goes into status.message)
+KUEUE_WORKLOADS = "/apis/kueue.x-k8s.io/v1beta1/namespaces/{namespace}/workloads"
+KUEUE_JOB_UID_LABEL = "kueue.x-k8s.io/job-uid"  # on each Workload: the uid of its Job
 REQUEST_TIMEOUT = 30.0
 # Concurrent requests to the API server; more only queue there (and in its priority and
 # fairness limits) instead of finishing sooner.
@@ -49,23 +52,50 @@ class ApiError(RuntimeError):
             detail = json.loads(text).get("message", text)
         except (ValueError, AttributeError):
             detail = text
-        super().__init__(f"{what}: HTTP {status}: {str(detail)[:300]}")
         self.status = status
+        self.detail = str(detail)[:MAX_DETAIL]  # the API server's own message
+        super().__init__(f"{what}: HTTP {status}: {self.detail}")
+
+    @property
+    def retryable(self) -> bool:
+        """Throttling (429) or the server's trouble (5xx): the same request may pass later.
+        Any other refusal (400/422 invalid, 403 forbidden by RBAC, quota or a webhook) is
+        an answer about the request, to be shown to the user."""
+        return self.status == 429 or self.status >= 500
+
+
+class NotFound(ApiError):
+    """404: the object is gone."""
 
 
 class KubeApi(Protocol):
     """What the reconciler needs from the API server."""
 
     async def create_job(self, namespace: str, body: dict[str, Any]) -> bool:
-        """Create a Job; False when it already exists (409)."""
+        """Create a Job; False when one of that name exists (409). ApiError for a refusal."""
+
+    async def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The Job, or None when there is none (after a 409: whose is it?)."""
 
     async def patch_job(self, namespace: str, name: str, patch: dict[str, Any]) -> None: ...
+
+    async def delete_job(self, namespace: str, name: str) -> None:
+        """Delete a Job and, in the background, its pods; nothing when it is gone already."""
 
     async def create_service(self, namespace: str, body: dict[str, Any]) -> bool:
         """Create a Service (a multi-node run's headless one); False when it already exists (409)."""
 
-    async def patch_finetunejob_status(self, namespace: str, name: str, patch: dict[str, Any]) -> bool:
-        """Merge-patch the status subresource; False when the object is gone (404)."""
+    async def create_network_policy(self, namespace: str, body: dict[str, Any]) -> bool:
+        """Create a NetworkPolicy (a distributed run's); False when it already exists (409)."""
+
+    async def patch_finetunejob_status(self, namespace: str, name: str, patch: dict[str, Any]) -> str:
+        """Merge-patch the status subresource; the object's new resourceVersion. NotFound when gone."""
+
+    async def list_workloads(self, namespace: str, job_uid: str) -> list[dict[str, Any]]:
+        """Kueue's Workloads of a Job (by Kueue's job-uid label)."""
+
+    async def patch_workload(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        """Merge-patch a Kueue Workload (spec.active: the suspend of Kueue-managed runs)."""
 
     async def read_pod_log(self, namespace: str, name: str, container: str, tail_lines: int, limit_bytes: int) -> str:
         """The log tail; "" when the pod or its log is gone."""
@@ -154,7 +184,8 @@ class HttpKubeApi:
         self.requests[method] = self.requests.get(method, 0) + 1
         data = None
         if body is not None:
-            data = json.dumps(body, separators=(",", ":")).encode()
+            # allow_nan=False: NaN is not JSON; the API server would refuse the whole request.
+            data = json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
             content_type = content_type or "application/json"
         session = self._current()
         status, payload = await self._send(session, method, path, query, data, content_type)
@@ -169,8 +200,12 @@ class HttpKubeApi:
     async def create_service(self, namespace: str, body: dict[str, Any]) -> bool:
         return await self._create(f"/api/v1/namespaces/{namespace}/services", "Service", namespace, body)
 
+    async def create_network_policy(self, namespace: str, body: dict[str, Any]) -> bool:
+        path = f"/apis/networking.k8s.io/v1/namespaces/{namespace}/networkpolicies"
+        return await self._create(path, "NetworkPolicy", namespace, body)
+
     async def _create(self, path: str, kind: str, namespace: str, body: dict[str, Any]) -> bool:
-        """POST `body`; False when it already exists (409: created before, by us)."""
+        """POST `body`; False when one of that name exists (409)."""
         status, data = await self._run("POST", path, body=body)
         if status == 409:
             return False
@@ -178,20 +213,57 @@ class HttpKubeApi:
             raise ApiError(status, f"creating {kind} {namespace}/{body['metadata']['name']}", data)
         return True
 
+    async def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
+        status, data = await self._run("GET", f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}")
+        if status == 404:
+            return None
+        if status >= 300:
+            raise ApiError(status, f"reading Job {namespace}/{name}", data)
+        found: dict[str, Any] = json.loads(data)
+        return found
+
     async def patch_job(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
         path = f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}"
         status, data = await self._run("PATCH", path, body=patch, content_type=MERGE_PATCH)
         if status >= 300 and status != 404:
             raise ApiError(status, f"patching Job {namespace}/{name}", data)
 
-    async def patch_finetunejob_status(self, namespace: str, name: str, patch: dict[str, Any]) -> bool:
+    async def delete_job(self, namespace: str, name: str) -> None:
+        path = f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}"
+        # Background: the Job goes at once, the garbage collector removes its pods after.
+        body = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
+        status, data = await self._run("DELETE", path, body=body)
+        if status >= 300 and status != 404:
+            raise ApiError(status, f"deleting Job {namespace}/{name}", data)
+
+    async def patch_finetunejob_status(self, namespace: str, name: str, patch: dict[str, Any]) -> str:
         path = f"/apis/{API_GROUP}/{API_VERSION}/namespaces/{namespace}/{PLURAL}/{name}/status"
         status, data = await self._run("PATCH", path, body={"status": patch}, content_type=MERGE_PATCH)
+        what = f"patching FineTuneJob {namespace}/{name} status"
         if status == 404:
-            return False
+            raise NotFound(status, what, data)
         if status >= 300:
-            raise ApiError(status, f"patching FineTuneJob {namespace}/{name} status", data)
-        return True
+            raise ApiError(status, what, data)
+        try:
+            return str(json.loads(data).get("metadata", {}).get("resourceVersion") or "")
+        except (ValueError, AttributeError):
+            return ""
+
+    async def list_workloads(self, namespace: str, job_uid: str) -> list[dict[str, Any]]:
+        path = KUEUE_WORKLOADS.format(namespace=namespace)
+        status, data = await self._run("GET", path, query=[("labelSelector", f"{KUEUE_JOB_UID_LABEL}={job_uid}")])
+        if status == 404:  # Kueue is not installed
+            return []
+        if status >= 300:
+            raise ApiError(status, f"listing the Kueue Workloads of Job uid {job_uid}", data)
+        items: list[dict[str, Any]] = json.loads(data).get("items") or []
+        return items
+
+    async def patch_workload(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        path = f"{KUEUE_WORKLOADS.format(namespace=namespace)}/{name}"
+        status, data = await self._run("PATCH", path, body=patch, content_type=MERGE_PATCH)
+        if status >= 300 and status != 404:
+            raise ApiError(status, f"patching Kueue Workload {namespace}/{name}", data)
 
     async def read_pod_log(self, namespace: str, name: str, container: str, tail_lines: int, limit_bytes: int) -> str:
         path = f"/api/v1/namespaces/{namespace}/pods/{name}/log"

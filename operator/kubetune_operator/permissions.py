@@ -46,11 +46,24 @@ NAMESPACED_RULES: list[Rule] = [
     # kube.patch_finetunejob_status: status is the only thing the operator writes on them,
     # always as a merge patch (no `update`, no read-modify-write).
     {"apiGroups": [API_GROUP], "resources": [f"{PLURAL}/status"], "verbs": ["patch"]},
-    # handlers.trainer_jobs + kube.create_job / kube.patch_job (suspend).
-    {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["list", "watch", "create", "patch"]},
+    # Not a call: the OwnerReferencesPermissionEnforcement admission plugin (on by default
+    # in OpenShift) lets an ownerReference with blockOwnerDeletion (on every Job, Service
+    # and NetworkPolicy the operator creates) point only at an owner whose finalizers the
+    # creator may update.
+    {"apiGroups": [API_GROUP], "resources": [f"{PLURAL}/finalizers"], "verbs": ["update"]},
+    # handlers.trainer_jobs + kube.create_job / kube.patch_job (suspend); kube.get_job after
+    # a 409 (whose Job holds the name?); kube.delete_job for a run failed by the operator
+    # (TooManyDisruptions: its Job would retry for free forever).
+    {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["list", "watch", "get", "create", "patch", "delete"]},
     # kube.create_service: a multi-node run's headless Service (pod DNS names for the
     # rendezvous). Created once, never read, changed or deleted (garbage collection does).
     {"apiGroups": [""], "resources": ["services"], "verbs": ["create"]},
+    # kube.create_network_policy: a distributed run's NetworkPolicy (only its own pods may
+    # reach its rendezvous and NCCL ports). Created once; garbage collection removes it.
+    {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"], "verbs": ["create"]},
+    # kube.list_workloads / kube.patch_workload: spec.suspend of a Kueue-managed run
+    # deactivates its Workload (Kueue owns the Job's suspend). Harmless without Kueue.
+    {"apiGroups": ["kueue.x-k8s.io"], "resources": ["workloads"], "verbs": ["list", "patch"]},
     # handlers.trainer_pods: the pod's phase, scheduling and container states.
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]},
     # kube.read_pod_log: progress lines from the trainer's log tail.

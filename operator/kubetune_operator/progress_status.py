@@ -1,4 +1,4 @@
-"""Training progress from the trainer's log lines into `status.progress` (pure).
+"""Training progress from the trainer's log lines into `status.progress`.
 
 The trainer prints one `{"kubetuneProgress": {...}}` line per logging step; the operator
 reads only the tail of the pod log (LOG_TAIL_LINES lines) and keeps the newest report.
@@ -6,19 +6,37 @@ reads only the tail of the pod log (LOG_TAIL_LINES lines) and keeps the newest r
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from kubetune_api.protocol import Progress, last_progress
+from kubetune_operator.kube import KubeApi
+from kubetune_operator.pod_template import CONTAINER_NAME
+
+logger = logging.getLogger("kubetune.progress")
 
 # Enough lines to find the newest report past interleaved library output (warnings,
 # tqdm lines), few enough that one read per job per interval stays cheap.
 LOG_TAIL_LINES = 200
 LOG_LIMIT_BYTES = 256 * 1024
+# The final outcome is written with the last progress report, but never waits longer than
+# this for the pod's log (a node that is gone, a kubelet that does not answer).
+LOG_READ_TIMEOUT = 5.0
 
 
 def rfc3339(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(text: str | None) -> datetime | None:
+    """An RFC 3339 time from the API server; None when absent or unreadable."""
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+    except ValueError:
+        return None
 
 
 def progress_status(progress: Progress, now: datetime) -> dict[str, Any]:
@@ -62,3 +80,20 @@ def same_progress(old: dict[str, Any] | None, new: dict[str, Any] | None) -> boo
         return old is new
     volatile = {"eta", "updateTime"}
     return {k: v for k, v in old.items() if k not in volatile} == {k: v for k, v in new.items() if k not in volatile}
+
+
+async def read_progress(api: KubeApi, namespace: str, pod: str, clock: Callable[[], datetime]) -> dict[str, Any] | None:
+    """status.progress from the pod's log tail (None when it holds no report)."""
+    text = await api.read_pod_log(namespace, pod, CONTAINER_NAME, LOG_TAIL_LINES, LOG_LIMIT_BYTES)
+    return progress_from_log(text, clock())
+
+
+async def read_final_progress(
+    api: KubeApi, namespace: str, pod: str, clock: Callable[[], datetime]
+) -> dict[str, Any] | None:
+    """read_progress, best-effort and bounded: the outcome it goes with is written without it."""
+    try:
+        return await asyncio.wait_for(read_progress(api, namespace, pod, clock), LOG_READ_TIMEOUT)
+    except Exception as error:
+        logger.warning("reading the final progress of pod %s/%s: %r", namespace, pod, error)
+        return None

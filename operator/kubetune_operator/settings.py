@@ -18,6 +18,10 @@ KUBETUNE_DEFAULT_OUTPUT              (unset)                      URI prefix for
                                                                   Unset: such specs are rejected.
 KUBETUNE_METRICS_PORT                8080                         Prometheus /metrics port; 0 disables.
 KUBETUNE_MAX_GPUS_PER_NODE           8                            Larger spec.resources.gpus is rejected.
+KUBETUNE_CACHE_SIZE_LIMIT            100Gi                        sizeLimit of the trainer's /cache
+                                                                  (hub downloads, staging) unless
+                                                                  spec.resources.ephemeralStorage.
+KUBETUNE_TMP_SIZE_LIMIT              10Gi                         sizeLimit of the trainer's /tmp.
 ==================================== ============================ =====================================
 
 `OperatorSettings.from_env()` raises `SettingsError` naming the variable and what a
@@ -33,6 +37,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from kubetune_api import __version__
+from kubetune_api.finetunejob import QUANTITY_PATTERN
 from kubetune_api.validation import ClusterPolicy, check_persistent_output
 
 ENV_TRAINER_IMAGE = "KUBETUNE_TRAINER_IMAGE"
@@ -43,12 +48,15 @@ ENV_PROGRESS_INTERVAL = "KUBETUNE_PROGRESS_INTERVAL_SECONDS"
 ENV_DEFAULT_OUTPUT = "KUBETUNE_DEFAULT_OUTPUT"
 ENV_METRICS_PORT = "KUBETUNE_METRICS_PORT"
 ENV_MAX_GPUS_PER_NODE = "KUBETUNE_MAX_GPUS_PER_NODE"
+ENV_CACHE_SIZE_LIMIT = "KUBETUNE_CACHE_SIZE_LIMIT"
+ENV_TMP_SIZE_LIMIT = "KUBETUNE_TMP_SIZE_LIMIT"
 
 DEFAULT_TRAINER_IMAGE = f"ghcr.io/kubetune/trainer:{__version__}"
 DEFAULT_GPU_RESOURCE = "nvidia.com/gpu"
 
 # An extended resource name: an optional DNS-subdomain prefix and a name, e.g. nvidia.com/gpu.
 _RESOURCE_NAME = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_QUANTITY = re.compile(QUANTITY_PATTERN)
 _NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
@@ -68,6 +76,8 @@ class OperatorSettings:
     default_output: str | None = None
     metrics_port: int = 8080
     max_gpus_per_node: int = 8
+    cache_size_limit: str = "100Gi"
+    tmp_size_limit: str = "10Gi"
 
     @property
     def clusterwide(self) -> bool:
@@ -140,7 +150,18 @@ class OperatorSettings:
         if max_gpus < 1:
             raise SettingsError(f"{ENV_MAX_GPUS_PER_NODE}={max_gpus}: must be at least 1")
 
+        sizes = {}
+        for name, field_name, default in (
+            (ENV_CACHE_SIZE_LIMIT, "cache_size_limit", "100Gi"),
+            (ENV_TMP_SIZE_LIMIT, "tmp_size_limit", "10Gi"),
+        ):
+            size = text(name, default)
+            if not _QUANTITY.match(size):
+                raise SettingsError(f"{name}={size!r}: expected a size such as 50Gi or 500M")
+            sizes[field_name] = size
+
         return cls(
+            **sizes,
             trainer_image=image,
             gpu_resource=gpu_resource,
             gpu_toleration_key=toleration_key,

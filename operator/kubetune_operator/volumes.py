@@ -8,14 +8,13 @@ output is on it) and rewrites the URIs in the training spec to paths under the m
 
 from __future__ import annotations
 
-import hashlib
-import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from kubetune_api.training import TrainingSpec
 from kubetune_api.uris import PVC_SCHEME, uri_scheme
+from kubetune_operator.names import dns_label
 
 MOUNT_ROOT = "/mnt/pvc"
 
@@ -28,11 +27,7 @@ class ClaimMount:
     @property
     def volume_name(self) -> str:
         # Volume names are DNS labels (63 chars); claim names may be subdomains (253).
-        name = "pvc-" + re.sub(r"[^a-z0-9-]", "-", self.claim)
-        if len(name) > 63:
-            digest = hashlib.sha256(self.claim.encode()).hexdigest()[:8]
-            name = f"{name[:54].rstrip('-')}-{digest}"
-        return name
+        return dns_label(self.claim, prefix="pvc-")
 
     @property
     def mount_path(self) -> str:

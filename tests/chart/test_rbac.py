@@ -29,8 +29,12 @@ from chartlib import NAMESPACE, VALUE_SETS, kinds, render
 from kopf._cogs.structs import references  # Kopf's own names for what it watches and posts
 
 import kubetune_operator  # noqa: F401  (registers the handlers)
+from kubetune_api.finetunejob import FineTuneJobSpec
+from kubetune_api.resource import API_GROUP, PLURAL
 from kubetune_operator import permissions
+from kubetune_operator.builders import Owner, build_headless_service, build_job, build_network_policy
 from kubetune_operator.kube import HttpKubeApi, KubeApi
+from kubetune_operator.settings import OperatorSettings
 
 Rule = tuple[str, str, str]  # (apiGroup, resource[/subresource], verb)
 
@@ -84,6 +88,20 @@ def _api_calls() -> set[Rule]:
     return {_rule_for(method, path) for method, path in calls}
 
 
+def _blocking_owner_references() -> list[dict[str, Any]]:
+    """The blockOwnerDeletion ownerReferences of the objects a distributed run creates."""
+    owner = Owner(name="x", namespace="ns", uid="u")
+    spec = FineTuneJobSpec.model_validate(
+        {"base": {"model": "m"}, "data": {"train": "s3://b/t.csv"}, "output": {"uri": "s3://b/o"}, "nodes": 2}
+    )
+    built = [
+        build_job(owner, spec, OperatorSettings()),
+        build_headless_service(owner, spec),
+        build_network_policy(owner, spec),
+    ]
+    return [ref for obj in built for ref in obj["metadata"]["ownerReferences"] if ref.get("blockOwnerDeletion")]
+
+
 def _watched() -> set[Rule]:
     registry = kopf.get_default_registry() if hasattr(kopf, "get_default_registry") else None
     assert registry is not None
@@ -110,6 +128,10 @@ def required_namespaced(peering: bool, clusterwide: bool) -> set[Rule]:
     rules = _watched() | _api_calls()
     # kopf.event() from the handlers: Kopf posts to its EVENTS resource (core v1).
     rules.add(_kopf_rule(references.EVENTS, "create"))
+    # Admission, not a call: OwnerReferencesPermissionEnforcement lets a created object's
+    # ownerReference set blockOwnerDeletion only if its creator may update the owner's
+    # finalizers. The builders set it on every owned object.
+    rules |= {(API_GROUP, f"{PLURAL}/finalizers", "update") for _ in _blocking_owner_references()}
     if peering and not clusterwide:
         rules |= {_kopf_rule(references.NAMESPACED_PEERINGS_K, verb) for verb in ("list", "watch", "patch")}
     return rules
@@ -163,9 +185,14 @@ def test_derived_calls_are_sane() -> None:
     assert ("", "services", "create") in rules  # a multi-node run's headless Service
     assert ("", "pods/log", "get") in rules
     assert ("", "events", "create") in rules
-    assert not any(verb in ("delete", "update") for _, _, verb in rules)
-    # Nothing reads a single FineTuneJob, Job or pod: the Kopf indices hold them.
-    assert not any(verb == "get" and resource != "pods/log" for _, resource, verb in rules)
+    assert ("networking.k8s.io", "networkpolicies", "create") in rules
+    assert ("kueue.x-k8s.io", "workloads", "patch") in rules
+    # Only Jobs are deleted (a run the operator failed); only finalizers are "updated"
+    # (admission's rule for blockOwnerDeletion, not a request).
+    assert {resource for _, resource, verb in rules if verb == "delete"} == {"jobs"}
+    assert {resource for _, resource, verb in rules if verb == "update"} == {"finetunejobs/finalizers"}
+    # Nothing reads a single FineTuneJob or pod (the Kopf indices hold them); a Job only after a 409.
+    assert {resource for _, resource, verb in rules if verb == "get"} == {"pods/log", "jobs"}
     assert ("", "namespaces", "list") not in required_cluster(peering=False, clusterwide=True)
     assert ("", "namespaces", "watch") in required_cluster(peering=False, clusterwide=False)
 

@@ -172,15 +172,13 @@ def test_helm_set_keys_exist_in_the_chart_values() -> None:
 def test_troubleshooting_covers_every_failure_reason() -> None:
     """Each reason the trainer or the operator's status can report has a row."""
     import sys
-    from typing import get_args
 
-    from kubetune_api.protocol import FailureReason
-    from kubetune_operator.status import CONFIG_REASONS
+    from kubetune_api.outcomes import PROBLEM_REASONS
 
     sys.path.insert(0, str(REPO / "tests" / "chart"))
     from health_samples import SAMPLES
 
-    reasons = set(get_args(FailureReason)) | set(CONFIG_REASONS)
+    reasons = set(PROBLEM_REASONS)
     reasons |= {obj["status"]["reason"] for obj, *_ in SAMPLES.values() if obj.get("status", {}).get("reason")}
     reasons |= {"ImagePullError", "Unschedulable", "WaitingForAdmission", "OOMKilled", "DeadlineExceeded", "Disrupted"}
     text = (REPO / "docs" / "troubleshooting.md").read_text()

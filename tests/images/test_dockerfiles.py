@@ -15,7 +15,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.version import Version
 
-from kubetune_operator import builders
+from kubetune_operator import pod_template
 
 REPO = Path(__file__).resolve().parents[2]
 OPERATOR = REPO / "operator" / "Dockerfile"
@@ -73,12 +73,12 @@ def test_operator_image() -> None:
 def test_trainer_image() -> None:
     assert json.loads(_last(TRAINER, "ENTRYPOINT")) == ["python", "-m", "kubetune_trainer"]
     # The uid and cache folder the operator's Job builder expects.
-    assert _last(TRAINER, "USER") == f"{builders.TRAINER_UID}:{builders.TRAINER_UID}"
+    assert _last(TRAINER, "USER") == f"{pod_template.TRAINER_UID}:{pod_template.TRAINER_UID}"
     env = " ".join(args for word, args in _instructions(TRAINER) if word == "ENV")
-    assert f"HF_HOME={builders.CACHE_PATH}/huggingface" in env and f"HOME={builders.CACHE_PATH}" in env
+    assert f"HF_HOME={pod_template.CACHE_PATH}/huggingface" in env and f"HOME={pod_template.CACHE_PATH}" in env
     assert "TMPDIR=/tmp" in env
     runs = " ".join(args for word, args in _instructions(TRAINER) if word == "RUN")
-    assert f"chown -R {builders.TRAINER_UID}:{builders.TRAINER_UID} {builders.CACHE_PATH}" in runs
+    assert f"chown -R {pod_template.TRAINER_UID}:{pod_template.TRAINER_UID} {pod_template.CACHE_PATH}" in runs
 
 
 def test_trainer_cpu_variant_by_build_argument() -> None:

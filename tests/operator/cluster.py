@@ -28,6 +28,8 @@ from kubetune_api.resource import API_GROUP, API_VERSION, KIND, PLURAL
 from kubetune_operator.builders import COMPLETION_INDEX_KEY, CONTAINER_NAME
 
 FTJ_RESOURCE = f"{API_GROUP}/{API_VERSION}/{PLURAL}"
+WORKLOAD_RESOURCE = "kueue.x-k8s.io/v1beta1/workloads"
+KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 # The request whose handler is running in the current task (see Emulator.__iter__).
 _HANDLING: contextvars.ContextVar[kmock.Request | None] = contextvars.ContextVar("emulated_request", default=None)
 _counter = itertools.count(1)
@@ -37,9 +39,30 @@ def now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _selected(selector: str, obj: Any) -> bool:
+    """Whether `obj`'s labels satisfy a label selector (=, ==, !=, exists, !exists)."""
+    labels = ((obj or {}).get("metadata") or {}).get("labels") or {}
+    for requirement in filter(None, (part.strip() for part in selector.split(","))):
+        if "!=" in requirement:
+            key, value = requirement.split("!=", 1)
+            if labels.get(key) == value:
+                return False
+        elif "=" in requirement:
+            key, value = requirement.replace("==", "=").split("=", 1)
+            if labels.get(key) != value:
+                return False
+        elif requirement.startswith("!"):
+            if requirement[1:] in labels:
+                return False
+        elif requirement not in labels:
+            return False
+    return True
+
+
 class Emulator(kmock.KubernetesEmulator):
-    """The emulator plus what an API server sets on creation and kmock does not: a uid,
-    a resourceVersion, a creation time, and a name for `generateName` (Kopf's Events)."""
+    """The emulator plus what an API server does and kmock does not: a uid, a creation time
+    and a name for `generateName` (Kopf's Events) on creation, a new resourceVersion on every
+    write, and server-side label selectors on lists and watches."""
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -49,7 +72,22 @@ class Emulator(kmock.KubernetesEmulator):
         self.job_posts: dict[float, str] = {}  # time -> name of each Job created
         self.logs: dict[tuple[str, str], str] = {}  # (namespace, pod) -> what its log holds
         self.log_reads: dict[tuple[str, str], int] = {}
+        self._versions = itertools.count(100)
         self["get", kmock.subresource("log")] << self._serve_log
+
+    async def _serve_list(self, request: kmock.Request) -> Any:
+        listing = await super()._serve_list(request)
+        selector = request.params.get("labelSelector")
+        if selector:
+            listing["items"] = [obj for obj in listing["items"] if _selected(selector, obj)]
+        return listing
+
+    async def _serve_watch(self, request: kmock.Request) -> Any:
+        selector = request.params.get("labelSelector")
+        async for event in super()._serve_watch(request):
+            if selector and isinstance(event, dict) and not _selected(selector, event.get("object")):
+                continue
+            yield event
 
     def _serve_log(self, request: kmock.Request) -> bytes:
         key = (request.namespace or "", request.name or "")
@@ -106,8 +144,10 @@ class Emulator(kmock.KubernetesEmulator):
             if not meta.get("name") and meta.get("generateName"):
                 meta["name"] = f"{meta['generateName']}{uuid.uuid4().hex[:8]}"
             meta.setdefault("uid", str(uuid.uuid4()))
-            meta.setdefault("resourceVersion", "1")
             meta.setdefault("creationTimestamp", now())
+        if request.action in (kmock.action.CREATE, kmock.action.UPDATE) and isinstance(request.data, dict):
+            # Every write makes a new version of the object, whatever the client sent.
+            request.data.setdefault("metadata", {})["resourceVersion"] = str(next(self._versions))
         return await super()._handle(request)
 
 
@@ -161,6 +201,12 @@ def register_resources(emulator: kmock.KubernetesEmulator) -> None:
         verbs={"get", "list", "watch", "create", "update", "patch", "delete"},
         shortnames={"ftj"},
         subresources={"status"},
+    )
+    emulator.resources[WORKLOAD_RESOURCE] = kmock.ResourceInfo(
+        kind="Workload",
+        singular="workload",
+        namespaced=True,
+        verbs={"get", "list", "watch", "create", "update", "patch", "delete"},
     )
 
 
@@ -411,6 +457,50 @@ class FakeCluster:
                 ],
             },
         )
+
+    async def delete_pod(self, pod: dict[str, Any]) -> None:
+        meta = pod["metadata"]
+        await self.request("DELETE", f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}")
+
+    async def delete_job(self, name: str, namespace: str = "default") -> None:
+        await self.request("DELETE", f"/apis/batch/v1/namespaces/{namespace}/jobs/{name}")
+
+    # -- Kueue (a stand-in: one Workload per queued Job; admission unsuspends the Job) ---------
+
+    @staticmethod
+    def workloads_path(namespace: str) -> str:
+        return f"/apis/kueue.x-k8s.io/v1beta1/namespaces/{namespace}/workloads"
+
+    async def kueue_queue(self, job: dict[str, Any]) -> dict[str, Any]:
+        """What Kueue does when a Job with its queue label appears: a Workload for it."""
+        meta = job["metadata"]
+        workload = {
+            "apiVersion": "kueue.x-k8s.io/v1beta1",
+            "kind": "Workload",
+            "metadata": {
+                "name": f"job-{meta['name']}-{meta['uid'][:5]}",
+                "namespace": meta["namespace"],
+                "labels": {"kueue.x-k8s.io/job-uid": meta["uid"]},
+                "ownerReferences": [
+                    {"apiVersion": "batch/v1", "kind": "Job", "name": meta["name"], "uid": meta["uid"], "controller": True}
+                ],
+            },
+            "spec": {"active": True, "queueName": meta["labels"][KUEUE_QUEUE_LABEL]},
+        }
+        return await self.request("POST", self.workloads_path(meta["namespace"]), workload)
+
+    async def workload(self, job: dict[str, Any]) -> dict[str, Any]:
+        listing = await self.request("GET", self.workloads_path(job["metadata"]["namespace"]))
+        uid = job["metadata"]["uid"]
+        return next(w for w in listing["items"] if w["metadata"]["labels"]["kueue.x-k8s.io/job-uid"] == uid)
+
+    async def kueue_reconcile(self, job: dict[str, Any]) -> None:
+        """Kueue's move: an active Workload is admitted (the Job unsuspended), an inactive one
+        evicted (the Job suspended)."""
+        active = bool((await self.workload(job))["spec"].get("active", True))
+        meta = job["metadata"]
+        path = f"/apis/batch/v1/namespaces/{meta['namespace']}/jobs/{meta['name']}"
+        await self.request("PATCH", path, {"spec": {"suspend": not active}}, merge=True)
 
     # -- the garbage collector -----------------------------------------------------------------
 

@@ -14,7 +14,8 @@ from kubetune_api.finetunejob import MAX_NODES
 from kubetune_api.protocol import EXIT_INVALID_CONFIG
 from kubetune_api.training import TrainingSpec
 from kubetune_api.validation import InvalidSpecError, validate_spec
-from kubetune_operator.builders import Owner, build_headless_service, build_job, job_name, service_name, spec_hash
+from kubetune_operator.builders import Owner, build_headless_service, build_job, spec_changed, spec_hash
+from kubetune_operator.names import job_name, run_object_name
 from kubetune_operator.settings import OperatorSettings
 
 OWNER = Owner(name="sentiment", namespace="ml", uid="1234-abcd", labels={"kueue.x-k8s.io/queue-name": "gpu"})
@@ -90,6 +91,7 @@ def test_pod_security_and_volumes() -> None:
     assert container["securityContext"] == {
         "runAsNonRoot": True,
         "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
         "capabilities": {"drop": ["ALL"]},
         "seccompProfile": {"type": "RuntimeDefault"},
     }
@@ -103,10 +105,26 @@ def test_pod_security_and_volumes() -> None:
     assert mounts == {
         "dshm": "/dev/shm",
         "cache": "/cache",
+        "tmp": "/tmp",
         "pvc-models": "/mnt/pvc/models",
         "pvc-datasets": "/mnt/pvc/datasets",
     }
     assert container["terminationMessagePath"] == "/dev/termination-log"
+
+
+def test_a_full_disk_fills_a_bounded_volume_not_the_node() -> None:
+    """Read-only root; /cache and /tmp bounded (settings, or the pod's own ephemeral-storage);
+    object-store outputs staged on /cache, temporary files on /tmp."""
+    settings = OperatorSettings(default_output="s3://b/runs", cache_size_limit="300Gi", tmp_size_limit="5Gi")
+    pod = build(settings=settings)["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["cache"]["emptyDir"] == {"sizeLimit": "300Gi"}
+    assert volumes["tmp"]["emptyDir"] == {"sizeLimit": "5Gi"}
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert env["TMPDIR"] == "/tmp" and env["KUBETUNE_STAGING_DIR"] == "/cache/staging"
+    sized = build({**BASE, "resources": {**BASE["resources"], "ephemeralStorage": "80Gi"}}, settings=settings)
+    cache = next(v for v in sized["spec"]["template"]["spec"]["volumes"] if v["name"] == "cache")
+    assert cache["emptyDir"] == {"sizeLimit": "80Gi"}
 
 
 def test_resources_gpu_and_toleration() -> None:
@@ -285,10 +303,10 @@ def test_multi_node_names_fit_dns(name: str) -> None:
     assert label.match(job) and len(f"{job}-{MAX_NODES - 1}") <= 63
     assert job_name(name + "q", 2) != job
     owner = Owner(name=name, namespace="ml", uid="u-1")
-    service = service_name(owner)
+    service = run_object_name(owner.name, owner.uid)
     assert label.match(service) and len(service) <= 63 and service[0].isalpha()
     # Another FineTuneJob of the same name (a new uid) never meets the old one's Service.
-    assert service_name(Owner(name=name, namespace="ml", uid="u-2")) != service
+    assert run_object_name(name, "u-2") != service
     # The rendezvous host the pods are given is the index-0 pod's name under the Service.
     spec = validate_spec({**CPU_SPEC, "nodes": 2}, namespace="ml", name=name, policy=OperatorSettings().policy)
     built = build_job(owner, spec, OperatorSettings())
@@ -297,14 +315,17 @@ def test_multi_node_names_fit_dns(name: str) -> None:
     assert built["spec"]["template"]["spec"]["subdomain"] == service
 
 
-def test_spec_hash_ignores_the_default_node_count() -> None:
-    """Jobs created before spec.nodes existed keep their hash (no SpecChangeIgnored on upgrade)."""
+def test_spec_hash_ignores_defaults_and_hashes_of_older_releases() -> None:
+    """No SpecChangeIgnored on an operator upgrade: a field added at its default keeps the hash,
+    and a Job annotated by a release before hash schemes is never called changed."""
     settings = OperatorSettings()
     one = validate_spec(BASE, namespace="ml", name="x", policy=settings.policy)
-    assert spec_hash(one) == spec_hash(one.model_copy(update={"nodes": 1}))
+    assert spec_hash(one) == spec_hash(one.model_copy(update={"nodes": 1, "max_disruptions": 5}))
     assert spec_hash(one) != spec_hash(one.model_copy(update={"nodes": 2}))
-    data = one.model_dump(mode="json", by_alias=True, exclude={"suspend", "nodes"})
-    assert spec_hash(one) == hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+    assert spec_changed(spec_hash(one), spec_hash(one.model_copy(update={"nodes": 2})))
+    assert not spec_changed(spec_hash(one), spec_hash(one.model_copy(update={"suspend": True})))
+    legacy = hashlib.sha256(b"{}").hexdigest()[:16]  # what 0.1.0 wrote: no scheme
+    assert not spec_changed(legacy, spec_hash(one)) and not spec_changed(None, spec_hash(one))
 
 
 @pytest.mark.parametrize(

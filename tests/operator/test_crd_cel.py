@@ -219,6 +219,16 @@ CROSS_FIELD_CASES: list[tuple[str, dict[str, Any], bool]] = [
     ("output scheme in capitals", {"output": {"uri": "S3://bucket/run-1"}}, False),
     ("output PVC:// in capitals", {"output": {"uri": "PVC://models/run-1"}}, False),
     ("output pvc:// without a claim", {"output": {"uri": "pvc://"}}, False),
+    ("output pvc:///x: an empty claim", {"output": {"uri": "pvc:///x"}}, False),
+    ("output leaving its claim", {"output": {"uri": "pvc://models/../../cache/x"}}, False),
+    ("output with an empty segment", {"output": {"uri": "pvc://models//x"}}, False),
+    ("data pvc:// with a dot segment", {"data": {"train": "pvc://data/./train.csv"}}, False),
+    ("base on a claim", {"base": {"model": "pvc://models/base"}}, True),
+    ("base leaving its claim", {"base": {"model": "pvc://models/.."}}, False),
+    ("a pod label key with a space", {"podLabels": {"team name": "a"}}, False),
+    ("a prefixed node selector key", {"nodeSelector": {"nvidia.com/gpu.product": "A100"}}, True),
+    ("a node selector key with two slashes", {"nodeSelector": {"a/b/c": "x"}}, False),
+    ("an annotation key that is too long", {"podAnnotations": {"x" * 64: "v"}}, False),
     ("output on a local path", {"output": {"uri": "/models/run-1"}}, False),
     ("output file://", {"output": {"uri": "file:///models/run-1"}}, False),
     ("output https://", {"output": {"uri": "https://example.com/m"}}, False),
@@ -250,11 +260,7 @@ CROSS_FIELD_CASES: list[tuple[str, dict[str, Any], bool]] = [
 
 # Cases where admission and the operator disagree today, and why. Each is asserted, so
 # the entry must go when either side changes.
-KNOWN_DIVERGENCES = {
-    # CEL checks only the scheme; the operator also wants a claim name after pvc://, and
-    # marks the run Failed (InvalidSpec) after admission.
-    "output pvc:// without a claim": "operator refuses, CEL accepts",
-}
+KNOWN_DIVERGENCES: dict[str, str] = {}
 
 
 @pytest.mark.parametrize(("case", "fields", "accepted"), CROSS_FIELD_CASES, ids=[c[0] for c in CROSS_FIELD_CASES])

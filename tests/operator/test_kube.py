@@ -13,7 +13,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from kubetune_operator.kube import MERGE_PATCH, USER_AGENT, ApiError, HttpKubeApi
+from kubetune_operator.kube import MERGE_PATCH, USER_AGENT, ApiError, HttpKubeApi, NotFound
+
+
+OK = b'{"metadata": {"resourceVersion": "1"}}'  # what a write answers by default
 
 
 class Server:
@@ -37,7 +40,7 @@ class Server:
         )
         if request.headers.get("Authorization") != f"Bearer {self.valid_token}":
             return web.Response(status=401, body=b'{"message": "Unauthorized"}')
-        status, payload = self.answers.pop(0) if self.answers else (200, b"{}")
+        status, payload = self.answers.pop(0) if self.answers else (200, OK)
         return web.Response(status=status, body=payload)
 
 
@@ -90,9 +93,12 @@ async def test_status_patch_is_a_merge_patch_and_404_means_gone(server: tuple[Se
     state, url = server
     api, _ = _api(url, ["token-1"])
     try:
-        assert await api.patch_finetunejob_status("ns", "ftj", {"phase": "Running"}) is True
+        state.answers.append((200, b'{"metadata": {"resourceVersion": "42"}}'))
+        # The new version: how the operator tells its own write from someone else's.
+        assert await api.patch_finetunejob_status("ns", "ftj", {"phase": "Running"}) == "42"
         state.answers.append((404, b"{}"))
-        assert await api.patch_finetunejob_status("ns", "ftj", {"phase": "Running"}) is False
+        with pytest.raises(NotFound):
+            await api.patch_finetunejob_status("ns", "ftj", {"phase": "Running"})
         state.answers.append((404, b"{}"))
         await api.patch_job("ns", "ftj-train", {"spec": {"suspend": True}})  # gone: nothing to suspend
         state.answers.append((500, b"boom"))
@@ -156,7 +162,53 @@ async def test_concurrent_refusals_log_in_again_once(server: tuple[Server, str])
         state.valid_token = "token-2"
         # Three calls in flight on the old session: one new login, and none is cut off.
         results = await asyncio.gather(*(api.patch_finetunejob_status("ns", f"ftj-{i}", {}) for i in range(3)))
-        assert results == [True, True, True]
+        assert results == ["1", "1", "1"]
         assert logins == ["token-1", "token-2"]
     finally:
         await api.close()
+
+
+async def test_job_reads_deletes_and_refusals_say_whether_to_retry(server: tuple[Server, str]) -> None:
+    state, url = server
+    api, _ = _api(url, ["token-1"])
+    try:
+        state.answers.append((200, b'{"metadata": {"name": "x-train", "uid": "u1"}}'))
+        assert (await api.get_job("ns", "x-train"))["metadata"]["uid"] == "u1"  # type: ignore[index]
+        state.answers.append((404, b"{}"))
+        assert await api.get_job("ns", "x-train") is None
+        await api.delete_job("ns", "x-train")
+        state.answers.append((404, b"{}"))
+        await api.delete_job("ns", "x-train")  # gone already: fine
+        for code, retryable in ((403, False), (422, False), (429, True), (503, True)):
+            state.answers.append((code, b'{"message": "exceeded quota: gpus"}'))
+            with pytest.raises(ApiError) as raised:
+                await api.create_job("ns", {"metadata": {"name": "x-train"}})
+            assert raised.value.retryable is retryable and raised.value.detail == "exceeded quota: gpus"
+        with pytest.raises(ValueError):  # NaN is not JSON: refused before anything is sent
+            await api.patch_finetunejob_status("ns", "ftj", {"progress": {"loss": float("nan")}})
+    finally:
+        await api.close()
+    delete = state.requests[2]
+    assert (delete["method"], delete["path"]) == ("DELETE", "/apis/batch/v1/namespaces/ns/jobs/x-train")
+    assert delete["body"]["propagationPolicy"] == "Background"
+
+
+async def test_kueue_workloads_by_job_uid(server: tuple[Server, str]) -> None:
+    state, url = server
+    api, _ = _api(url, ["token-1"])
+    try:
+        state.answers.append((200, b'{"items": [{"metadata": {"name": "job-x-1"}, "spec": {"active": true}}]}'))
+        assert [w["metadata"]["name"] for w in await api.list_workloads("ns", "u1")] == ["job-x-1"]
+        state.answers.append((404, b"{}"))
+        assert await api.list_workloads("ns", "u1") == []  # Kueue is not installed
+        await api.patch_workload("ns", "job-x-1", {"spec": {"active": False}})
+    finally:
+        await api.close()
+    listing, _, patch = state.requests
+    assert listing["path"] == "/apis/kueue.x-k8s.io/v1beta1/namespaces/ns/workloads"
+    assert listing["query"] == {"labelSelector": "kueue.x-k8s.io/job-uid=u1"}
+    assert (patch["method"], patch["path"], patch["body"]) == (
+        "PATCH",
+        "/apis/kueue.x-k8s.io/v1beta1/namespaces/ns/workloads/job-x-1",
+        {"spec": {"active": False}},
+    )

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kubetune_api.protocol import Progress
-from kubetune_operator.builders import Owner, service_name
+from kubetune_operator.names import run_object_name
 from tests.operator.cluster import FakeCluster, failed_result, succeeded_result
 from tests.operator.conftest import RunningOperator
 
@@ -38,7 +38,7 @@ async def test_two_nodes_train_to_success(cluster: FakeCluster, operator: Runnin
     assert job["spec"]["completions"] == job["spec"]["parallelism"] == 2
 
     # The headless Service came first, owned by the FineTuneJob, named in the pods' subdomain.
-    expected = service_name(Owner(name="big", namespace="default", uid=ftj["metadata"]["uid"]))
+    expected = run_object_name("big", ftj["metadata"]["uid"])
     (service,) = await services(cluster)
     assert service["metadata"]["name"] == expected == job["spec"]["template"]["spec"]["subdomain"]
     assert service["metadata"]["ownerReferences"][0]["uid"] == ftj["metadata"]["uid"]

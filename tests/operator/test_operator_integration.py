@@ -184,7 +184,7 @@ async def test_deletion_removes_job_and_pods(cluster: FakeCluster, operator: Run
     await cluster.wait_for(
         lambda: _true(("default", "doomed") not in operator.reconciler.phases), message="the operator to forget it"
     )
-    assert ("default", "doomed") not in operator.reconciler._polls
+    assert ("default", "doomed") not in operator.reconciler.runs
     assert await cluster.jobs() == []
 
 

@@ -34,9 +34,9 @@ class FakeApi:
     async def patch_job(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
         raise AssertionError("nothing to suspend here")
 
-    async def patch_finetunejob_status(self, namespace: str, name: str, patch: dict[str, Any]) -> bool:
+    async def patch_finetunejob_status(self, namespace: str, name: str, patch: dict[str, Any]) -> str:
         self.status_patches.append(patch)
-        return True
+        return ""
 
     async def read_pod_log(self, namespace: str, name: str, container: str, tail_lines: int, limit_bytes: int) -> str:
         return ""
