@@ -25,10 +25,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 from kubetune_api.outcomes import TERMINAL_PHASES, Reason
-from kubetune_api.validation import InvalidSpecError, validate_spec
 from kubetune_operator import merge_patch
 from kubetune_operator.attempts import lead_pod
-from kubetune_operator.builders import KUEUE_QUEUE_LABEL, spec_changed, spec_hash
+from kubetune_operator.builders import KUEUE_QUEUE_LABEL, spec_changed
 from kubetune_operator.conditions import SPEC_CHANGE_MESSAGE
 from kubetune_operator.events import Event, job_created_event, shared_output_warning, transition_event
 from kubetune_operator.indices import Body, Indices, Key
@@ -40,7 +39,14 @@ from kubetune_operator.progress_status import parse_time, read_final_progress, r
 from kubetune_operator.prometheus import Metrics
 from kubetune_operator.run_state import CheckedSpec, ProgressReader, RunState, StatusCache
 from kubetune_operator.settings import OperatorSettings
-from kubetune_operator.status import Observed, desired_status, expected_artifact, frozen_status, status_patch
+from kubetune_operator.status import (
+    Observed,
+    desired_status,
+    expected_artifact,
+    frozen_status,
+    is_record,
+    status_patch,
+)
 from kubetune_operator.views import JobView, PodView, pod_views
 
 logger = logging.getLogger("kubetune.reconcile")
@@ -122,13 +128,13 @@ class Reconciler:
         meta = ftj["metadata"]
         generation = meta.get("generation")
         raw_spec = ftj.get("spec") or {}
-        checked = self._checked_spec(state, key, raw_spec)
+        checked = state.checked_spec(raw_spec, key, self.settings.policy)
         known = self._known_status(state, ftj)
-        if known.get("phase") in TERMINAL_PHASES:
+        job = self._our_job(key, state)
+        if known.get("phase") in TERMINAL_PHASES and is_record(known, job, state.wrote_phase):
             await self._keep_record(key, state, ftj, known, checked)
             return
 
-        job = self._our_job(key, state)
         if job is None and checked.spec is not None and not (state.create_problem and state.create_problem.final):
             job = await self._create(key, state, ftj, checked)
         view = JobView(job) if job is not None else None
@@ -138,7 +144,9 @@ class Reconciler:
         ignored = spec_changed(view.spec_hash if view else known.get("specHash"), checked.hash)
         if ignored:
             self._warn_spec_change(state, ftj, generation)
-        pods = [p for p in self.indices.pods(key) if view is None or view.uid is None or PodView(p).owned_by(view.uid)]
+        # A Job just sent (no uid yet) has no pods; the name's pods may be a namesake's.
+        owner = view.uid if view is not None else None
+        pods = [p for p in self.indices.pods(key) if owner is not None and PodView(p).owned_by(owner)]
         views = pod_views(pods)
         state.disrupted |= {pod.uid for pod in views if pod.failed and pod.disruption is not None}
         spec = checked.spec
@@ -193,8 +201,11 @@ class Reconciler:
         """A finished run: the outcome stays as recorded; only the generation it describes moves."""
         state.stop_progress()
         self._set_phase(state, known["phase"])
-        ignored = spec_changed(known.get("specHash"), checked.hash)
-        desired = frozen_status(known, ftj["metadata"].get("generation"), ignored, rfc3339(self.clock()))
+        # What we wrote ourselves, while we remember it: an edit to the record is undone.
+        cached = state.cache.status if state.cache is not None else {}
+        record = cached if cached.get("phase") in TERMINAL_PHASES else known
+        ignored = spec_changed(record.get("specHash"), checked.hash)
+        desired = frozen_status(record, ftj["metadata"].get("generation"), ignored, rfc3339(self.clock()))
         patch = status_patch(known, desired)
         if patch and not await self._write(key, state, ftj, known, patch):
             return
@@ -247,16 +258,6 @@ class Reconciler:
         except WorkloadPending as waiting:
             raise RetryableError(str(waiting)) from None
         state.workload_active = not suspend
-
-    def _checked_spec(self, state: RunState, key: Key, raw_spec: Body) -> CheckedSpec:
-        if state.checked is not None and state.checked.raw == raw_spec:
-            return state.checked
-        try:
-            spec = validate_spec(dict(raw_spec), namespace=key[0], name=key[1], policy=self.settings.policy)
-            state.checked = CheckedSpec(raw_spec, spec, hash=spec_hash(spec))
-        except InvalidSpecError as error:
-            state.checked = CheckedSpec(raw_spec, None, str(error))
-        return state.checked
 
     def _warn_spec_change(self, state: RunState, ftj: Body, generation: int | None) -> None:
         if state.warned_generation != generation:

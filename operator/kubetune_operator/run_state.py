@@ -15,7 +15,9 @@ from datetime import datetime
 from typing import Any
 
 from kubetune_api.finetunejob import FineTuneJobSpec
+from kubetune_api.validation import ClusterPolicy, InvalidSpecError, validate_spec
 from kubetune_operator import merge_patch
+from kubetune_operator.builders import spec_hash
 from kubetune_operator.status import CreateProblem
 
 
@@ -83,6 +85,22 @@ class RunState:
     disrupted: set[str] = field(default_factory=set)  # uids of pods the cluster stopped
     workload_active: bool | None = None  # what we last set on the Kueue Workload
     job_deleted: bool = False  # the Job of a run failed by the operator was deleted
+
+    @property
+    def wrote_phase(self) -> str | None:
+        """The phase of the status we last wrote (None: we wrote none)."""
+        return self.cache.status.get("phase") if self.cache is not None else None
+
+    def checked_spec(self, raw_spec: Mapping[str, Any], key: tuple[str, str], policy: ClusterPolicy) -> CheckedSpec:
+        """The spec through the one validation path, cached while the raw spec is equal."""
+        if self.checked is not None and self.checked.raw == raw_spec:
+            return self.checked
+        try:
+            spec = validate_spec(dict(raw_spec), namespace=key[0], name=key[1], policy=policy)
+            self.checked = CheckedSpec(raw_spec, spec, hash=spec_hash(spec))
+        except InvalidSpecError as error:
+            self.checked = CheckedSpec(raw_spec, None, str(error))
+        return self.checked
 
     def stop_progress(self) -> None:
         if self.progress is not None:

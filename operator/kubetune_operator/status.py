@@ -316,6 +316,22 @@ def desired_status(observed: Observed, previous: Json | None, now: str) -> dict[
     return status
 
 
+# Failures the operator decides itself: no Job state can contradict them.
+OPERATOR_VERDICTS = frozenset({Reason.INVALID_SPEC, Reason.JOB_CREATE_FAILED, Reason.TOO_MANY_DISRUPTIONS})
+
+
+def is_record(known: Json, job: Json | None, wrote_phase: str | None) -> bool:
+    """Whether a finished status is the run's record, or an edit the Job contradicts.
+
+    Trusted: what this operator wrote, an outcome that has no Job to contradict it (the Job
+    went, or never was), the operator's own verdicts, and a finished Job's outcome. A status
+    claiming an end while the Job still runs is derived again (and so corrected).
+    """
+    if wrote_phase is not None and wrote_phase == known.get("phase"):
+        return True
+    return job is None or known.get("reason") in OPERATOR_VERDICTS or JobView(job).finished
+
+
 def frozen_status(previous: Json, generation: int | None, spec_change_ignored: bool, now: str) -> dict[str, Any]:
     """A finished run's status: the outcome as recorded; only the generation it describes moves.
 

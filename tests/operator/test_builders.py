@@ -14,7 +14,15 @@ from kubetune_api.finetunejob import MAX_NODES
 from kubetune_api.protocol import EXIT_INVALID_CONFIG
 from kubetune_api.training import TrainingSpec
 from kubetune_api.validation import InvalidSpecError, validate_spec
-from kubetune_operator.builders import Owner, build_headless_service, build_job, spec_changed, spec_hash
+from kubetune_operator.builders import (
+    Owner,
+    build_headless_service,
+    build_job,
+    build_network_policy,
+    distributed,
+    spec_changed,
+    spec_hash,
+)
 from kubetune_operator.names import job_name, run_object_name
 from kubetune_operator.settings import OperatorSettings
 
@@ -350,3 +358,19 @@ def test_nodes_bounds_in_the_crd() -> None:
     schema = build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
     nodes = schema["properties"]["nodes"]
     assert (nodes["minimum"], nodes["maximum"], nodes["default"]) == (1, MAX_NODES, 1)
+
+
+@pytest.mark.parametrize(("nodes", "gpus", "guarded"), [(1, 1, False), (1, 0, False), (1, 4, True), (2, 1, True)])
+def test_distributed_runs_get_a_network_policy(nodes: int, gpus: int, guarded: bool) -> None:
+    spec = validate_spec(
+        {**BASE, "nodes": nodes, "resources": {"gpus": gpus}}, namespace="ml", name="x", policy=OperatorSettings().policy
+    )
+    assert distributed(spec) is guarded
+    policy = build_network_policy(OWNER, spec)
+    run = {"kubetune.io/run": OWNER.uid}
+    assert policy["spec"] == {
+        "podSelector": {"matchLabels": run},
+        "policyTypes": ["Ingress"],
+        "ingress": [{"from": [{"podSelector": {"matchLabels": run}}]}],
+    }
+    assert build_job(OWNER, spec, OperatorSettings())["spec"]["template"]["metadata"]["labels"]["kubetune.io/run"] == OWNER.uid

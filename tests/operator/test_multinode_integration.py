@@ -45,6 +45,14 @@ async def test_two_nodes_train_to_success(cluster: FakeCluster, operator: Runnin
     assert service["spec"]["clusterIP"] == "None"
     command = job["spec"]["template"]["spec"]["containers"][0]["command"]
     assert f"--rdzv-endpoint=big-train-0.{expected}:29400" in command and "--nnodes=2" in command
+    # Only the run's own pods may reach its pods (the rendezvous store unpickles what it reads).
+    listing = await cluster.request("GET", "/apis/networking.k8s.io/v1/namespaces/default/networkpolicies")
+    (policy,) = listing["items"]
+    run = {"kubetune.io/run": ftj["metadata"]["uid"]}
+    assert policy["spec"]["podSelector"] == {"matchLabels": run}
+    assert policy["spec"]["ingress"] == [{"from": [{"podSelector": {"matchLabels": run}}]}]
+    assert job["spec"]["template"]["metadata"]["labels"]["kubetune.io/run"] == ftj["metadata"]["uid"]
+    assert policy["metadata"]["ownerReferences"][0]["uid"] == ftj["metadata"]["uid"]
 
     rank0 = await cluster.create_pod(job, index=0)
     await cluster.run(job, rank0)
