@@ -1,6 +1,6 @@
 """Operator scale benchmark: N FineTuneJobs created at once against the kmock emulator.
 
-    python bench/operator_scale.py [--jobs 500] [--interval 1.0]
+    python bench/operator_scale.py [--jobs 500] [--interval 1.0] [--foreign-pods 10000]
 
 The operator runs as it does in a cluster (`kopf run -m kubetune_operator` in its own
 process, logged in through a kubeconfig); this process serves the emulator (own
@@ -12,6 +12,11 @@ second, the operator's API requests per job lifecycle (reads and writes; the wat
 streams are shared by all jobs and counted apart), its peak memory (VmHWM), and the
 CPU time of the operator and of this process (emulator + simulator).
 Targets: p99 < 2 s, <= 8 writes per lifecycle, peak memory < 200 MB.
+
+`--foreign-pods N` first fills the cluster with N pods that are not kubetune's (spread
+over namespaces, each with a realistic spec): the operator's Job and pod watches carry a
+server-side label selector, so its memory must not grow with them. The emulator fixture
+applies label selectors the way the API server does.
 
 How the harness keeps out of the measurement (the operator does all its real work, and
 the emulator stays the API server):
@@ -78,6 +83,7 @@ class Bench:
         self.jobs = jobs
         self.interval = interval
         self.created_at: dict[str, float] = {}
+        self.session: aiohttp.ClientSession | None = None
         self.job_seen_at: dict[str, float] = {}
         self.session: aiohttp.ClientSession | None = None
 
@@ -197,7 +203,7 @@ class Bench:
         return done
 
     async def run(self) -> dict[str, Any]:
-        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONNECTIONS))
+        self.session = self.session or aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONNECTIONS))
         stop = asyncio.Event()
         controller = asyncio.create_task(self.controller(stop))
         mark = len(self.served.emulator.log)
@@ -211,6 +217,40 @@ class Bench:
         return {"start": start, "mark": mark, "succeeded": succeeded}
 
 
+async def fill_with_foreign_pods(url: str, count: int) -> None:
+    """`count` pods of other workloads (web servers, batch jobs) in 20 namespaces."""
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONNECTIONS)) as session:
+
+        async def one(index: int) -> None:
+            namespace = f"team-{index % 20}"
+            pod = {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {
+                    "name": f"web-{index:05d}",
+                    "namespace": namespace,
+                    "labels": {"app": "web", "pod-template-hash": f"{index:010x}"},
+                    "annotations": {"prometheus.io/scrape": "true"},
+                },
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "web",
+                            "image": "registry.example/web:1.2.3",
+                            "env": [{"name": f"VAR_{i}", "value": "x" * 40} for i in range(10)],
+                            "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
+                        }
+                    ]
+                },
+                "status": {"phase": "Running", "podIP": f"10.{index // 65536}.{index // 256 % 256}.{index % 256}"},
+            }
+            async with session.post(f"{url}/api/v1/namespaces/{namespace}/pods", json=pod) as response:
+                response.raise_for_status()
+
+        for start in range(0, count, 200):
+            await asyncio.gather(*(one(i) for i in range(start, min(count, start + 200))))
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
@@ -220,9 +260,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=500)
     parser.add_argument("--interval", type=float, default=1.0, help="KUBETUNE_PROGRESS_INTERVAL_SECONDS")
+    parser.add_argument("--foreign-pods", type=int, default=0, help="pods of other workloads in the cluster first")
     args = parser.parse_args()
 
     with EmulatorThread() as served, tempfile.TemporaryDirectory() as tmp:
+        if args.foreign_pods:
+            asyncio.run(fill_with_foreign_pods(served.url, args.foreign_pods))
         kubeconfig = write_kubeconfig(Path(tmp) / "kubeconfig", served.url)
         env = {
             **os.environ,
@@ -280,6 +323,7 @@ def main() -> int:
 
     p50, p99 = statistics.median(latencies), percentile(latencies, 99)
     print(f"FineTuneJobs created:          {n} at once; {result['succeeded']} reached Succeeded")
+    print(f"foreign pods in the cluster:   {args.foreign_pods}")
     print(f"Jobs created:                  {len(latencies)}")
     print(f"create -> Job created:         p50 {p50:.3f} s, p99 {p99:.3f} s, max {max(latencies):.3f} s")
     print(f"throughput:                    {len(latencies) / (last - first):.1f} Jobs created per second")

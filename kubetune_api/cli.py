@@ -16,36 +16,76 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from kubetune_api import __version__
 from kubetune_api.manifest import FineTuneJobManifest, ManifestError, load_manifests
 from kubetune_api.protocol import EXIT_FAILED, EXIT_INVALID_CONFIG, EXIT_SUCCEEDED
+from kubetune_api.validation import LOCAL_POLICY, ClusterPolicy
 
 COMMANDS_GROUP = "kubetune.commands"
 # A part's register function adds its sub-commands to argparse's subparsers object.
 Register = Callable[[Any], None]
 
 
-def load(path: str) -> list[FineTuneJobManifest]:
+def load(path: str, policy: ClusterPolicy, hint: str = "") -> list[FineTuneJobManifest]:
     """Every FineTuneJob in a file, or exit EXIT_INVALID_CONFIG saying why not."""
     try:
-        return load_manifests(path)
+        return load_manifests(path, policy)
     except (ManifestError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
+        if hint:
+            print(hint, file=sys.stderr)
         raise SystemExit(EXIT_INVALID_CONFIG) from None
 
 
+def policy_from_args(args: argparse.Namespace) -> tuple[ClusterPolicy, str]:
+    """The policy `kubetune validate` checks with, and how to say where it came from."""
+    if args.local:
+        return LOCAL_POLICY, ""
+    policy, source = ClusterPolicy(), "the operator's default settings"
+    if args.values:
+        values = yaml.safe_load(Path(args.values).read_text()) or {}
+        trainer = values.get("trainer") or {}
+        policy = replace(
+            policy,
+            max_gpus_per_node=int(trainer.get("maxGpusPerNode", policy.max_gpus_per_node)),
+            default_output=(values.get("defaultOutput") or "").rstrip("/") or None,
+        )
+        source = f"the operator settings of {args.values}"
+    if args.max_gpus_per_node is not None:
+        policy = replace(policy, max_gpus_per_node=args.max_gpus_per_node)
+    if args.default_output is not None:
+        policy = replace(policy, default_output=args.default_output.rstrip("/") or None)
+    hint = (
+        f"(checked as the operator would, with {source}: pass --values (the chart's values file), "
+        "--default-output or --max-gpus-per-node for yours, or --local for `kubetune run`)"
+    )
+    return policy, hint
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
-    for job in load(args.file):
-        print(f"{job.name}: valid ({job.spec.task}, base {job.spec.base.model})")
+    policy, hint = policy_from_args(args)
+    for job in load(args.file, policy, hint):
+        output = job.spec.output.uri if job.spec.output else "outputs/NAME (kubetune run)"
+        print(f"{job.name}: valid ({job.spec.task}, base {job.spec.base.model}, output {output})")
     return EXIT_SUCCEEDED
 
 
 def _register_validate(commands: Any) -> None:
-    validate = commands.add_parser("validate", help="check a manifest without running it")
+    validate = commands.add_parser(
+        "validate", help="check a manifest as the operator would (or, with --local, as kubetune run would)"
+    )
     validate.add_argument("file")
+    validate.add_argument("--local", action="store_true", help="check for `kubetune run` on this machine")
+    validate.add_argument("--values", help="the Helm values file the operator was installed with")
+    validate.add_argument("--max-gpus-per-node", type=int, help="the operator's trainer.maxGpusPerNode")
+    validate.add_argument("--default-output", help="the operator's defaultOutput (a URI prefix)")
     validate.set_defaults(handler=_cmd_validate)
 
 

@@ -482,7 +482,13 @@ class FakeCluster:
                 "namespace": meta["namespace"],
                 "labels": {"kueue.x-k8s.io/job-uid": meta["uid"]},
                 "ownerReferences": [
-                    {"apiVersion": "batch/v1", "kind": "Job", "name": meta["name"], "uid": meta["uid"], "controller": True}
+                    {
+                        "apiVersion": "batch/v1",
+                        "kind": "Job",
+                        "name": meta["name"],
+                        "uid": meta["uid"],
+                        "controller": True,
+                    }
                 ],
             },
             "spec": {"active": True, "queueName": meta["labels"][KUEUE_QUEUE_LABEL]},

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from typing import Any
 
@@ -363,7 +362,10 @@ def test_nodes_bounds_in_the_crd() -> None:
 @pytest.mark.parametrize(("nodes", "gpus", "guarded"), [(1, 1, False), (1, 0, False), (1, 4, True), (2, 1, True)])
 def test_distributed_runs_get_a_network_policy(nodes: int, gpus: int, guarded: bool) -> None:
     spec = validate_spec(
-        {**BASE, "nodes": nodes, "resources": {"gpus": gpus}}, namespace="ml", name="x", policy=OperatorSettings().policy
+        {**BASE, "nodes": nodes, "resources": {"gpus": gpus}},
+        namespace="ml",
+        name="x",
+        policy=OperatorSettings().policy,
     )
     assert distributed(spec) is guarded
     policy = build_network_policy(OWNER, spec)
@@ -373,4 +375,7 @@ def test_distributed_runs_get_a_network_policy(nodes: int, gpus: int, guarded: b
         "policyTypes": ["Ingress"],
         "ingress": [{"from": [{"podSelector": {"matchLabels": run}}]}],
     }
-    assert build_job(OWNER, spec, OperatorSettings())["spec"]["template"]["metadata"]["labels"]["kubetune.io/run"] == OWNER.uid
+    assert (
+        build_job(OWNER, spec, OperatorSettings())["spec"]["template"]["metadata"]["labels"]["kubetune.io/run"]
+        == OWNER.uid
+    )

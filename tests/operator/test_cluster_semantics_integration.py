@@ -91,7 +91,9 @@ async def test_a_failed_run_keeps_its_reason_when_its_pods_go(cluster: FakeClust
     assert status["reason"] == "InvalidData" and status["message"] == "data.train: no column 'label'"
 
 
-async def test_kueue_admits_and_suspend_deactivates_the_workload(cluster: FakeCluster, operator: RunningOperator) -> None:
+async def test_kueue_admits_and_suspend_deactivates_the_workload(
+    cluster: FakeCluster, operator: RunningOperator
+) -> None:
     await cluster.create_ftj("queued", SPEC, labels={KUEUE_QUEUE_LABEL: "team-a"})
     job = await cluster.wait_job("queued-train")
     assert job["spec"]["suspend"] is True and job["metadata"]["labels"][KUEUE_QUEUE_LABEL] == "team-a"

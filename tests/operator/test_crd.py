@@ -14,6 +14,7 @@ import yaml
 from kubetune_api.cli import main
 from kubetune_api.manifest import parse_manifest
 from kubetune_api.training import TASK_NAMES
+from kubetune_api.validation import ClusterPolicy
 from kubetune_operator.crd import build_crd, render_crd_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -107,7 +108,8 @@ def test_cel_rules_make_the_spec_immutable_except_suspend() -> None:
 def test_examples_validate_against_the_crd(path: Path) -> None:
     document = yaml.safe_load(path.read_text())
     jsonschema.validate(document, schema())
-    parse_manifest(document)  # and against the pydantic model (the operator's view)
+    # And through the one validation path, with the operator's settings the docs install.
+    parse_manifest(document, ClusterPolicy(default_output="pvc://models/runs"))
 
 
 def test_one_example_per_task() -> None:

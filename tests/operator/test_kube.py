@@ -15,7 +15,6 @@ from aiohttp.test_utils import TestServer
 
 from kubetune_operator.kube import MERGE_PATCH, USER_AGENT, ApiError, HttpKubeApi, NotFound
 
-
 OK = b'{"metadata": {"resourceVersion": "1"}}'  # what a write answers by default
 
 

@@ -38,12 +38,17 @@ def write_manifest(folder: Path, base: Path, **training_args: object) -> Path:
 
 def test_validate(tiny_models: TinyModels, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     manifest = write_manifest(tmp_path, tiny_models.bert)
-    assert cli.main(["validate", str(manifest)]) == EXIT_SUCCEEDED
+    assert cli.main(["validate", "--local", str(manifest)]) == EXIT_SUCCEEDED
     assert "tiny-job: valid" in capsys.readouterr().out
+    # Without --local it is checked as the operator would: a local output does not outlive the pod.
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["validate", str(manifest)])
+    assert exit_info.value.code == EXIT_INVALID_CONFIG
+    assert "spec.output" in capsys.readouterr().err
     broken = tmp_path / "broken.yaml"
     broken.write_text(manifest.read_text().replace("trainingArgs", "trainingArguments"))
     with pytest.raises(SystemExit) as exit_info:
-        cli.main(["validate", str(broken)])
+        cli.main(["validate", "--local", str(broken)])
     assert exit_info.value.code == EXIT_INVALID_CONFIG
     assert "trainingArguments" in capsys.readouterr().err
 

@@ -12,6 +12,7 @@ import pytest
 
 from kubetune_api.manifest import load_manifests
 from kubetune_api.training import OutputSpec
+from kubetune_api.validation import LOCAL_POLICY
 from kubetune_trainer.local_run import resolve_paths
 from kubetune_trainer.runner import run_training
 
@@ -29,7 +30,7 @@ def seed_module() -> ModuleType:
 
 
 def test_manifest_and_data() -> None:
-    (job,) = load_manifests(QUICKSTART)
+    (job,) = load_manifests(QUICKSTART, LOCAL_POLICY)
     assert job.spec.base.model == "sentence-transformers/all-MiniLM-L6-v2"
     train = pd.read_csv(QUICKSTART.parent / "data" / "sentiment-train.csv")
     validation = pd.read_csv(QUICKSTART.parent / "data" / "sentiment-validation.csv")
@@ -61,7 +62,7 @@ def test_seeded_hub_cache_resolves_the_hub_id_offline(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_quickstart_learns(tmp_path: Path) -> None:
     """The quickstart's job (one epoch, real MiniLM weights by path) beats chance by far."""
-    (job,) = load_manifests(QUICKSTART)
+    (job,) = load_manifests(QUICKSTART, LOCAL_POLICY)
     spec = resolve_paths(job.spec.training_part(), QUICKSTART.parent)
     spec = spec.model_copy(
         update={

@@ -47,7 +47,10 @@ def test_a_newer_reason_is_still_a_failure_the_status_shows() -> None:
         "status": {
             "phase": "Failed",
             "containerStatuses": [
-                {"name": "trainer", "state": {"terminated": {"exitCode": 1, "message": read("next-result-failed.json")}}}
+                {
+                    "name": "trainer",
+                    "state": {"terminated": {"exitCode": 1, "message": read("next-result-failed.json")}},
+                }
             ],
         },
     }

@@ -16,9 +16,10 @@ from kubetune_api.training import OutputSpec
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from kubetune_api.cli import load
+    from kubetune_api.validation import LOCAL_POLICY
     from kubetune_trainer.local_run import run_manifest
 
-    jobs = load(args.file)
+    jobs = load(args.file, LOCAL_POLICY)
     if args.name:
         jobs = [job for job in jobs if job.name == args.name]
         if not jobs:
