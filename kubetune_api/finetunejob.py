@@ -55,7 +55,8 @@ def check_qualified_keys(keys: Any, field: str) -> None:
 
 # Env names that hold credentials: their values must come from a Secret, never inline.
 # Plain RE2-compatible syntax: the CRD's CEL rule uses the same pattern.
-SECRET_ENV_PATTERN = r"(TOKEN|SECRET|PASSWORD|ACCESS_KEY|CREDENTIALS|_KEY$)"
+# Connection strings (Azure's AZURE_STORAGE_CONNECTION_STRING, database DSNs) carry keys too.
+SECRET_ENV_PATTERN = r"(TOKEN|SECRET|PASSWORD|PASSWD|ACCESS_KEY|CREDENTIAL|CONNECTION_STRING|CONN_STR|_DSN$|_KEY$)"
 _SECRET_ENV = re.compile(SECRET_ENV_PATTERN, re.IGNORECASE)
 
 

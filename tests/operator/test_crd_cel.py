@@ -235,6 +235,13 @@ CROSS_FIELD_CASES: list[tuple[str, dict[str, Any], bool]] = [
     ("output pvc-like claim name in path", {"output": {"uri": "/data/pvc://x"}}, False),
     ("env plain value", {"env": [{"name": "LOG_LEVEL", "value": "debug"}]}, True),
     ("env HF_TOKEN inline", {"env": [{"name": "HF_TOKEN", "value": "hf_abc"}]}, False),
+    (
+        "env connection string inline",
+        {"env": [{"name": "AZURE_STORAGE_CONNECTION_STRING", "value": "AccountKey=abc"}]},
+        False,
+    ),
+    ("env database DSN inline", {"env": [{"name": "MLFLOW_DB_DSN", "value": "postgres://u:p@h/db"}]}, False),
+    ("env a plain setting", {"env": [{"name": "HF_HUB_ENABLE_HF_TRANSFER", "value": "1"}]}, True),
     ("env lower-case token inline", {"env": [{"name": "hf_token", "value": "hf_abc"}]}, False),
     ("env AWS_SECRET_ACCESS_KEY inline", {"env": [{"name": "AWS_SECRET_ACCESS_KEY", "value": "x"}]}, False),
     ("env API_KEY inline", {"env": [{"name": "OPENAI_API_KEY", "value": "x"}]}, False),
