@@ -54,7 +54,7 @@ def policy_from_args(args: argparse.Namespace) -> tuple[ClusterPolicy, str]:
         trainer = values.get("trainer") or {}
         policy = replace(
             policy,
-            max_gpus_per_node=int(trainer.get("maxGpusPerNode", policy.max_gpus_per_node)),
+            max_gpus_per_node=int(trainer.get("maxGpusPerNode") or 8),
             default_output=(values.get("defaultOutput") or "").rstrip("/") or None,
         )
         source = f"the operator settings of {args.values}"

@@ -25,8 +25,6 @@ import hashlib
 import json
 from typing import Any
 
-import kopf
-
 from kubetune_api.finetunejob import FineTuneJobSpec
 from kubetune_api.launch_command import RDZV_PORT, rendezvous_endpoint, torchrun_command
 from kubetune_api.outcomes import EXIT_INVALID_CONFIG
@@ -114,8 +112,9 @@ def group_backoff_limit(spec: FineTuneJobSpec) -> int:
 
 
 def _owned(obj: dict[str, Any], owner: Owner) -> dict[str, Any]:
-    # Garbage collection deletes the object (and a Job's pods) with the FineTuneJob.
-    kopf.append_owner_reference(obj, owner=owner.reference_body(), controller=True, block_owner_deletion=True)
+    # Garbage collection deletes the object (and a Job's pods) with the FineTuneJob;
+    # blockOwnerDeletion keeps the FineTuneJob until they are gone (foreground deletion).
+    obj["metadata"]["ownerReferences"] = [owner.reference()]
     return obj
 
 

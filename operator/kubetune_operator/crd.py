@@ -114,7 +114,8 @@ def _columns_rule() -> tuple[str, str]:
     Tasks that read one column share the fallback branch; the others get one branch each.
     """
     size = "size(self.data.columns)"
-    branches, readings = [], []
+    branches: list[str] = []
+    readings: list[str] = []
     for task, (low, high, meaning) in TASK_COLUMNS.items():
         if (low, high) == (1, 1):
             continue

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import kopf
 
@@ -56,7 +56,8 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
 
 
 def post_event(body: Mapping[str, Any], event: Event) -> None:
-    kopf.event(dict(body), type=event.type, reason=event.reason, message=event.message)
+    # kopf.event reads only the object's apiVersion, kind and metadata.
+    kopf.event(cast(kopf.Body, dict(body)), type=event.type, reason=event.reason, message=event.message)
 
 
 # -- lifecycle ----------------------------------------------------------------------------------
@@ -117,8 +118,8 @@ async def _reconcile(key: Key | None, memo: kopf.Memo, kwargs: Mapping[str, Any]
 
 
 @kopf.on.event(API_GROUP, API_VERSION, PLURAL)
-async def finetunejob_event(namespace: str, name: str, memo: kopf.Memo, **kwargs: Any) -> None:
-    await _reconcile((namespace, name), memo, kwargs)
+async def finetunejob_event(namespace: str | None, name: str, memo: kopf.Memo, **kwargs: Any) -> None:
+    await _reconcile((namespace or "", name), memo, kwargs)
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=TRAINER_SELECTOR)

@@ -17,14 +17,14 @@ from typing import Any, Protocol
 
 import kopf
 
-from kubetune_api.resource import API_GROUP, API_VERSION, KIND, PLURAL
+from kubetune_api.resource import API_GROUP, API_VERSION, API_VERSION_STRING, KIND, PLURAL
 from kubetune_operator.builders import ANNOTATION_FINETUNEJOB, COMPLETION_INDEX_KEY
 from kubetune_operator.names import LABEL_FINETUNEJOB, LABEL_MANAGED_BY, MANAGER
 
 Key = tuple[str, str]  # (namespace, FineTuneJob name)
 Body = Mapping[str, Any]
 # The client-side filter of the Job and pod handlers (the server-side selector says the same).
-TRAINER_SELECTOR = {LABEL_MANAGED_BY: MANAGER, LABEL_FINETUNEJOB: kopf.PRESENT}
+TRAINER_SELECTOR: dict[str, Any] = {LABEL_MANAGED_BY: MANAGER, LABEL_FINETUNEJOB: kopf.PRESENT}
 INDEX_NAMES = ("finetunejobs", "trainer_jobs", "trainer_pods")
 
 
@@ -53,19 +53,19 @@ def owner_key(body: Mapping[str, Any]) -> Key | None:
 
 
 @kopf.index(API_GROUP, API_VERSION, PLURAL)
-async def finetunejobs(body: kopf.Body, namespace: str, name: str, **_: Any) -> dict[Key, dict[str, Any]]:
+async def finetunejobs(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Key, dict[str, Any]]:
     metadata = _meta(
         body, "name", "namespace", "uid", "generation", "resourceVersion", "labels", "creationTimestamp",
         "deletionTimestamp",
     )  # fmt: skip
     slim = {
-        "apiVersion": f"{API_GROUP}/{API_VERSION}",
+        "apiVersion": API_VERSION_STRING,
         "kind": KIND,
         "metadata": metadata,
         "spec": dict(body.get("spec") or {}),
         "status": dict(body.get("status") or {}),
     }
-    return {(namespace, name): slim}
+    return {(namespace or "", name): slim}
 
 
 @kopf.index("batch", "v1", "jobs", labels=TRAINER_SELECTOR)

@@ -15,7 +15,7 @@ from typing import Any
 
 from kubetune_api.finetunejob import FineTuneJobSpec
 from kubetune_api.protocol import ENV_JOB, ENV_JOB_NAME, ENV_JOB_UID
-from kubetune_api.resource import API_GROUP, API_VERSION, KIND
+from kubetune_api.resource import API_VERSION_STRING, KIND
 from kubetune_operator.settings import OperatorSettings
 
 CONTAINER_NAME = "trainer"
@@ -46,12 +46,15 @@ class Owner:
             name=meta["name"], namespace=meta["namespace"], uid=meta["uid"], labels=dict(meta.get("labels") or {})
         )
 
-    def reference_body(self) -> dict[str, Any]:
-        """The minimal body kopf.append_owner_reference reads."""
+    def reference(self) -> dict[str, Any]:
+        """The ownerReference of an object this FineTuneJob controls."""
         return {
-            "apiVersion": f"{API_GROUP}/{API_VERSION}",
+            "apiVersion": API_VERSION_STRING,
             "kind": KIND,
-            "metadata": {"name": self.name, "namespace": self.namespace, "uid": self.uid},
+            "name": self.name,
+            "uid": self.uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
         }
 
 

@@ -7,14 +7,13 @@ collector.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.process_collector import ProcessCollector
 
-PHASES = ("Pending", "Running", "Succeeded", "Failed", "Suspended")
+from kubetune_api.outcomes import PHASES
 
 
 @dataclass
@@ -35,14 +34,6 @@ class Metrics:
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
             registry=self.registry,
         )
-
-    def set_phases(self, phases: Mapping[object, str]) -> None:
-        """Set every phase's count from scratch (O(jobs): not for every reconcile)."""
-        counts = dict.fromkeys(PHASES, 0)
-        for phase in phases.values():
-            counts[phase] = counts.get(phase, 0) + 1
-        for phase, count in counts.items():
-            self.jobs_by_phase.labels(phase=phase).set(count)
 
     def phase_changed(self, old: str | None, new: str | None) -> None:
         """One FineTuneJob moved from `old` to `new` (None: not tracked): O(1) per reconcile."""

@@ -33,8 +33,9 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from kubetune_api import __version__
 from kubetune_api.finetunejob import QUANTITY_PATTERN
@@ -58,6 +59,9 @@ DEFAULT_GPU_RESOURCE = "nvidia.com/gpu"
 _RESOURCE_NAME = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 _QUANTITY = re.compile(QUANTITY_PATTERN)
 _NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+
+
+N = TypeVar("N", int, float)
 
 
 class SettingsError(ValueError):
@@ -173,7 +177,7 @@ class OperatorSettings:
         )
 
 
-def _number(env: Mapping[str, str], name: str, default: str, kind: type[int] | type[float]) -> int | float:
+def _number(env: Mapping[str, str], name: str, default: str, kind: Callable[[str], N]) -> N:
     raw = (env.get(name) or default).strip()
     try:
         return kind(raw)

@@ -10,9 +10,8 @@ from typing import Literal
 
 from pydantic import Field
 
+from kubetune_api.outcomes import Phase
 from kubetune_api.training import SpecModel
-
-Phase = Literal["Pending", "Running", "Succeeded", "Failed", "Suspended"]
 
 
 class Condition(SpecModel):
