@@ -36,8 +36,8 @@ def _owner_uids(meta: Json) -> frozenset[str]:
 
 
 @dataclass(frozen=True)
-class PodView:
-    """One trainer pod: where it is in its life, and what its trainer container said."""
+class _View:
+    """An object as the index keeps it: metadata and status, parsed on first use."""
 
     body: Json = field(repr=False)
 
@@ -52,6 +52,14 @@ class PodView:
     @property
     def name(self) -> str:
         return str(self.meta.get("name", ""))
+
+    def owned_by(self, uid: str) -> bool:
+        return uid in _owner_uids(self.meta)
+
+
+@dataclass(frozen=True)
+class PodView(_View):
+    """One trainer pod: where it is in its life, and what its trainer container said."""
 
     @property
     def uid(self) -> str:
@@ -74,9 +82,6 @@ class PodView:
             if text is not None and str(text).isdigit():
                 return int(text)
         return 0
-
-    def owned_by(self, uid: str) -> bool:
-        return uid in _owner_uids(self.meta)
 
     @property
     def phase(self) -> str | None:
@@ -161,33 +166,16 @@ class PodView:
 
 
 @dataclass(frozen=True)
-class JobView:
+class JobView(_View):
     """The trainer Job: its spec as built and what the Job controller reports."""
-
-    body: Json = field(repr=False)
-
-    @cached_property
-    def meta(self) -> Json:
-        return self.body.get("metadata") or {}
 
     @cached_property
     def spec(self) -> Json:
         return self.body.get("spec") or {}
 
-    @cached_property
-    def status(self) -> Json:
-        return self.body.get("status") or {}
-
-    @property
-    def name(self) -> str:
-        return str(self.meta.get("name", ""))
-
     @property
     def uid(self) -> str | None:
         return self.meta.get("uid")
-
-    def owned_by(self, uid: str) -> bool:
-        return uid in _owner_uids(self.meta)
 
     @property
     def labels(self) -> Json:

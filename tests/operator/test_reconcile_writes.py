@@ -10,15 +10,8 @@ from typing import Any
 from kubetune_operator.events import Event
 from kubetune_operator.reconcile import Key, Reconciler
 from kubetune_operator.settings import OperatorSettings
+from tests.operator.fake_api import KEY, SPEC
 
-KEY: Key = ("ns", "ftj")
-SPEC: dict[str, Any] = {
-    "task": "text-classification",
-    "base": {"model": "org/tiny-bert"},
-    "data": {"train": "pvc://datasets/train.csv"},
-    "output": {"uri": "pvc://models/out"},
-    "resources": {"gpus": 1},
-}
 DELAY = 0.05
 
 
