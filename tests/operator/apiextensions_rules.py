@@ -170,9 +170,10 @@ def _validate_object_meta(meta: dict[str, Any], required_name: str) -> list[Fiel
     name = meta.get("name", "")
     if meta.get("generateName"):  # checked with the same name function, plural.group rule included
         generate = meta["generateName"]
-        messages = is_dns1123_subdomain(generate) + (
-            [] if generate == required_name else ['must be spec.names.plural+"."+spec.group']
-        )
+        masked = generate[:-1] + "a" if len(generate) > 1 and generate.endswith("-") else generate  # maskTrailingDash
+        messages = is_dns1123_subdomain(masked)
+        if generate != required_name:
+            messages.append('must be spec.names.plural+"."+spec.group')
         errs.extend(invalid("metadata.generateName", generate, msg) for msg in messages)
     if not name:
         if not meta.get("generateName"):
