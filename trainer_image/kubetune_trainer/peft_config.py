@@ -16,7 +16,8 @@ import torch
 from peft import LoraConfig, TaskType
 from transformers import BitsAndBytesConfig
 
-from kubetune_trainer.errors import ConfigError, closest
+from kubetune_api.suggestions import closest
+from kubetune_trainer.errors import ConfigError
 
 # Env switch that lets CI exercise the real k-bit path on a machine without a GPU:
 # bitsandbytes 4-bit / 8-bit runs on CPU with device_map="cpu" and float32 compute.

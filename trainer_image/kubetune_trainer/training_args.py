@@ -18,7 +18,8 @@ from typing import Any
 import torch
 from transformers import TrainingArguments
 
-from kubetune_trainer.errors import ConfigError, closest
+from kubetune_api.suggestions import closest
+from kubetune_trainer.errors import ConfigError
 
 # Names accepted on top of TrainingArguments' fields. `group_by_length` was a
 # TrainingArguments field before transformers 5 (now train_sampling_strategy).
