@@ -44,6 +44,9 @@ TASK_COLUMNS: dict[Task, tuple[int, int, str]] = {
 
 DATA_FORMATS = ("csv", "json", "jsonl", "parquet", "txt")
 
+# TrainingArguments fields kubetune sets itself, and what to write instead.
+OWNED_TRAINING_ARGS: dict[str, str] = {"output_dir": "set by kubetune; set spec.output.uri instead"}
+
 
 class SpecModel(BaseModel):
     """camelCase on the wire, snake_case in Python, unknown fields rejected."""

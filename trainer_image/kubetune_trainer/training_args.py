@@ -52,16 +52,19 @@ def has_accelerator() -> bool:
     return torch.cuda.is_available() or bool(mps and mps.is_available())
 
 
+# The seed's defaults that do not depend on the machine (use_cpu does; see defaults()).
+STATIC_DEFAULTS: dict[str, Any] = {
+    "output_dir": "",
+    "save_strategy": "no",
+    "report_to": "none",
+    "log_level": "warning",
+    "train_sampling_strategy": "group_by_length",
+}
+
+
 def defaults() -> dict[str, Any]:
     """The seed's default TrainingArguments values."""
-    return {
-        "output_dir": "",
-        "save_strategy": "no",
-        "report_to": "none",
-        "log_level": "warning",
-        "use_cpu": not has_accelerator(),
-        "train_sampling_strategy": "group_by_length",
-    }
+    return {**STATIC_DEFAULTS, "use_cpu": not has_accelerator()}
 
 
 def build_training_args(updates: dict[str, Any]) -> KubetuneTrainingArguments:
