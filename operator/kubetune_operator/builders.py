@@ -149,9 +149,12 @@ def label_value(name: str) -> str:
 
 def spec_hash(spec: FineTuneJobSpec) -> str:
     """A digest of everything but suspend: tells whether the spec changed after the Job was made."""
-    # `nodes` at its default is left out: Jobs made before the field existed keep their
-    # hash, so an operator upgrade does not call every running FineTuneJob changed.
+    # `nodes` at its default and an unset `uncheckedTrainingArgs` are left out: Jobs made
+    # before the fields existed keep their hash, so an operator upgrade does not call every
+    # running FineTuneJob changed.
     exclude = {"suspend"} | ({"nodes"} if spec.nodes == 1 else set())
+    if spec.unchecked_training_args is None:
+        exclude.add("unchecked_training_args")
     data = spec.model_dump(mode="json", by_alias=True, exclude=exclude)
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 

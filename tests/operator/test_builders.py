@@ -303,8 +303,19 @@ def test_spec_hash_ignores_the_default_node_count() -> None:
     one = validate_spec(BASE, namespace="ml", name="x", policy=settings.policy)
     assert spec_hash(one) == spec_hash(one.model_copy(update={"nodes": 1}))
     assert spec_hash(one) != spec_hash(one.model_copy(update={"nodes": 2}))
-    data = one.model_dump(mode="json", by_alias=True, exclude={"suspend", "nodes"})
+    # The digest of a spec as it was before nodes and uncheckedTrainingArgs existed.
+    data = one.model_dump(mode="json", by_alias=True, exclude={"suspend", "nodes", "unchecked_training_args"})
     assert spec_hash(one) == hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def test_spec_hash_sees_unchecked_training_args() -> None:
+    """Unset, the escape hatch leaves old hashes alone; set, it is part of the spec like any field."""
+    settings = OperatorSettings()
+    plain = validate_spec(BASE, namespace="ml", name="x", policy=settings.policy)
+    hatch = validate_spec(
+        {**BASE, "uncheckedTrainingArgs": {"new_arg": 1}}, namespace="ml", name="x", policy=settings.policy
+    )
+    assert spec_hash(plain) != spec_hash(hatch)
 
 
 @pytest.mark.parametrize(
