@@ -13,6 +13,7 @@ closest valid names, instead of a TypeError deep inside transformers.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -67,13 +68,20 @@ def defaults() -> dict[str, Any]:
     return {**STATIC_DEFAULTS, "use_cpu": not has_accelerator()}
 
 
+def unknown_names(names: Iterable[str]) -> str | None:
+    """'unknown training argument ...' with the closest valid names, or None when all are known."""
+    valid = [*training_fields(), *ALIASES]
+    unknown = [name for name in names if name not in valid]
+    if not unknown:
+        return None
+    return "unknown training argument " + "; ".join(f"{name!r}{closest(name, valid)}" for name in unknown)
+
+
 def build_training_args(updates: dict[str, Any]) -> KubetuneTrainingArguments:
     """TrainingArguments from the defaults overridden by `updates`."""
-    valid = training_fields()
-    unknown = [name for name in updates if name not in valid and name not in ALIASES]
-    if unknown:
-        hints = "; ".join(f"{name!r}{closest(name, [*valid, *ALIASES])}" for name in unknown)
-        raise ConfigError(f"unknown training argument {hints}")
+    problem = unknown_names(updates)
+    if problem is not None:
+        raise ConfigError(problem)
 
     values = defaults()
     for name, value in updates.items():
