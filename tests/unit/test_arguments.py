@@ -240,3 +240,11 @@ def test_checks_and_fragments_need_no_torch() -> None:
         "sys.exit(f'imported {heavy}' if heavy else 0)"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_catalogue_file_round_trips() -> None:
+    """The reader and the generator share one format: reading and writing back changes nothing."""
+    from kubetune_api.argument_catalogue import CATALOGUE_FILE, Catalogue
+
+    text = CATALOGUE_FILE.read_text(encoding="utf-8")
+    assert Catalogue.from_json(text).to_json() == text

@@ -284,7 +284,8 @@ def build_catalogue() -> Catalogue:
         kinds = apply_library_rules(
             {"trainingArgs": training_args_kind(), "lora": lora_kind(), "quantize": quantize_kind()}
         )
-    return Catalogue(libraries={name: version(name) for name in LIBRARIES}, kinds=kinds)
+    # Public versions only: torch 2.13.0+cpu and 2.13.0+cu128 describe the same arguments.
+    return Catalogue(libraries={name: version(name).split("+")[0] for name in LIBRARIES}, kinds=kinds)
 
 
 def main(argv: list[str] | None = None) -> int:
