@@ -248,3 +248,11 @@ def test_the_catalogue_file_round_trips() -> None:
 
     text = CATALOGUE_FILE.read_text(encoding="utf-8")
     assert Catalogue.from_json(text).to_json() == text
+
+
+def test_the_hatch_travels_to_the_trainer() -> None:
+    """The operator hands the trainer `training_part().to_job_json()`: the hatch must be in it."""
+    raw = {**MINIMAL, "trainingArgs": {"seed": 1}, UNCHECKED_FIELD: {"a_newer_argument": 3}}
+    job_json = FineTuneJobSpec.model_validate(raw).training_part().to_job_json()
+    assert '"uncheckedTrainingArgs":{"a_newer_argument":3}' in job_json
+    assert TrainingSpec.model_validate_json(job_json).all_training_args() == {"seed": 1, "a_newer_argument": 3}
