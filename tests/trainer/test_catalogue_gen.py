@@ -93,6 +93,7 @@ def test_a_rule_the_library_does_not_enforce_fails_the_generator(monkeypatch: py
         (dict | str | None, Shape(ANY, accepts=("object", "string"), nullable=True)),
         (typing.Optional[typing.Union[list[str], str]], Shape(ANY, accepts=("array", "string"), nullable=True)),  # noqa: UP007, UP045 (peft writes it so)
         (Literal["none", "all"], Shape("string", enum=("none", "all"))),
+        (str | Literal["none", "all"], Shape("string")),  # nothing converts: any string passes
         (list[tuple[int, int]], Shape("array", items=Shape("array", items=Shape("integer")))),
         (dict[str, bool], Shape("object", values=Shape("boolean"))),
         (float | None, Shape("number", nullable=True)),

@@ -43,7 +43,7 @@ def _merge(shapes: list[Shape], nullable: bool) -> Shape:
     ((kind, same),) = by_type.items()
     if kind == "string":
         # `str | SchedulerType`: the libraries convert the string to the enum (or check it
-        # against the enum), so only its values pass.
+        # against the enum), so only its values pass (shape_of keeps `str | Literal` open).
         choices = tuple(dict.fromkeys(value for shape in same for value in shape.enum))
         return Shape("string", enum=choices, nullable=nullable)
     if kind == "array":
@@ -62,7 +62,12 @@ def shape_of(annotation: Any, where: str) -> Shape:
     if origin in (typing.Union, types.UnionType):
         nullable = type(None) in members
         rest = [member for member in members if member is not type(None)]
-        return _merge([shape_of(member, where) for member in rest], nullable)
+        merged = _merge([shape_of(member, where) for member in rest], nullable)
+        converted = any(isinstance(member, type) and issubclass(member, enum.Enum) for member in rest)
+        if str in rest and merged.enum and not converted:
+            # `str | Literal[...]`: nothing turns the string into one of the literals, so any string passes.
+            merged = dataclasses.replace(merged, enum=())
+        return merged
     if origin is typing.Literal:
         if all(isinstance(value, bool) for value in members):
             return Shape("boolean")
