@@ -2,6 +2,10 @@
 
 * `resource`: the FineTuneJob API's names (group, version, kind, ...);
 * `training` and `finetunejob`: the spec models (the CRD schema is generated from them);
+* `argument_catalogue`, `arguments` and `argument_schema`: what trainingArgs, lora and
+  quantize accept (a checked-in file generated from the pinned libraries), the checks the
+  spec model runs with it, and the CRD schema fragments and CEL rules made from it;
+* `suggestions`: closest-name hints for misspelt keys;
 * `uris`: the URI schemes data, models and outputs may use;
 * `protocol`: what the trainer container tells the operator (progress lines, the Result,
   exit codes), versioned;

@@ -13,9 +13,17 @@ from __future__ import annotations
 from enum import Enum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from kubetune_api.arguments import (
+    ArgumentError,
+    ArgumentProblem,
+    check_lora,
+    check_quantize,
+    check_training_args,
+    check_unchecked_training_args,
+)
 from kubetune_api.uris import DATA_SCHEMES, OUTPUT_SCHEMES, PVC_SCHEME, check_pvc_uri, check_scheme, uri_scheme
 
 
@@ -45,6 +53,10 @@ TASK_COLUMNS: dict[Task, tuple[int, int, str]] = {
 DATA_FORMATS = ("csv", "json", "jsonl", "parquet", "txt")
 # URIs are bounded so that the CRD's CEL rules on them stay within the API server's cost budget.
 MAX_URI = 4096
+
+# TrainingArguments fields kubetune sets itself, and what to write instead (the catalogue
+# generator leaves them out, so the argument checks refuse them with this text).
+OWNED_TRAINING_ARGS: dict[str, str] = {"output_dir": "set by kubetune; set spec.output.uri instead"}
 
 
 class SpecModel(BaseModel):
@@ -205,7 +217,19 @@ class TrainingSpec(SpecModel):
         default_factory=dict,
         description=(
             "transformers TrainingArguments, snake_case as in Python "
-            "(num_train_epochs, learning_rate, per_device_train_batch_size, ...)."
+            "(num_train_epochs, learning_rate, per_device_train_batch_size, ...), checked against "
+            "the transformers version the trainer image pins."
+        ),
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    unchecked_training_args: dict[str, Any] | None = Field(
+        default=None,
+        description=(
+            "Escape hatch for a custom trainer image with a newer transformers: TrainingArguments "
+            "this kubetune does not know, passed on unchecked here and checked by the trainer "
+            "against its own transformers before anything is loaded (an unknown name fails then, "
+            "InvalidConfig). Only names missing from trainingArgs' catalogue: a known argument "
+            "belongs in trainingArgs, where it is checked; a name may not be in both."
         ),
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
@@ -214,6 +238,19 @@ class TrainingSpec(SpecModel):
         description="Where the trained model goes. Defaults to the operator's configured location.",
     )
 
+    @field_validator("quantize", mode="before")
+    @classmethod
+    def _quantize_arguments(cls, value: Any) -> Any:
+        # Before pydantic's own bool parsing, which would read "yes" or 1 as true.
+        _raise_problems(check_quantize(value))
+        return value
+
+    @field_validator("lora", mode="before")
+    @classmethod
+    def _lora_arguments(cls, value: Any) -> Any:
+        _raise_problems(check_lora(value))
+        return value
+
     @field_validator("quantize", "lora")
     @classmethod
     def _false_means_off(cls, value: FreeForm | None) -> FreeForm | None:
@@ -221,9 +258,15 @@ class TrainingSpec(SpecModel):
 
     @field_validator("training_args")
     @classmethod
-    def _output_dir_is_ours(cls, args: dict[str, Any]) -> dict[str, Any]:
-        if "output_dir" in args:
-            raise ValueError("output_dir is set by kubetune; set spec.output.uri instead")
+    def _training_arguments(cls, args: dict[str, Any]) -> dict[str, Any]:
+        _raise_problems(check_training_args(args))
+        return args
+
+    @field_validator("unchecked_training_args")
+    @classmethod
+    def _only_unknown_arguments(cls, args: dict[str, Any] | None, info: ValidationInfo) -> dict[str, Any] | None:
+        if args is not None:
+            _raise_problems(check_unchecked_training_args(args, info.data.get("training_args") or {}))
         return args
 
     @model_validator(mode="after")
@@ -245,9 +288,18 @@ class TrainingSpec(SpecModel):
             raise ValueError("lora is not supported with task token-detection: remove spec.lora")
         return self
 
+    def all_training_args(self) -> dict[str, Any]:
+        """trainingArgs and the unchecked ones together: what the trainer passes to TrainingArguments."""
+        return {**self.training_args, **(self.unchecked_training_args or {})}
+
     def to_job_json(self) -> str:
         """The camelCase JSON the trainer container receives (env KUBETUNE_JOB)."""
         return self.model_dump_json(by_alias=True, exclude_none=True)
+
+
+def _raise_problems(problems: list[ArgumentProblem]) -> None:
+    if problems:
+        raise ArgumentError(problems)
 
 
 # What a field's pattern means, in words: "should match pattern '^...$'" helps nobody.
@@ -265,6 +317,11 @@ def describe_validation_error(error: ValidationError, prefix: str = "spec") -> s
     lines = []
     for problem in error.errors():
         path = ".".join([prefix, *(str(part) for part in problem["loc"])]) if problem["loc"] else prefix
+        cause = (problem.get("ctx") or {}).get("error")
+        if isinstance(cause, ArgumentError):
+            # The argument checks know where below the field each mistake is.
+            lines += [found.render(path) for found in cause.problems]
+            continue
         message = problem["msg"].removeprefix("Value error, ")
         hint = PATTERN_HINTS.get(str((problem.get("ctx") or {}).get("pattern")))
         if problem["type"] == "string_pattern_mismatch" and hint:

@@ -26,6 +26,8 @@ from typing import Any
 
 import yaml
 
+from kubetune_api.argument_catalogue import ArgumentKind
+from kubetune_api.argument_schema import argument_schema, cel_rules
 from kubetune_api.finetunejob import QUALIFIED_NAME_PATTERN, SECRET_ENV_PATTERN, FineTuneJobSpec
 from kubetune_api.resource import API_GROUP, API_VERSION, CATEGORY, KIND, PLURAL, SHORT_NAME, SINGULAR
 from kubetune_api.training import TASK_COLUMNS
@@ -38,8 +40,10 @@ DROP_KEYS = frozenset({"title", "examples", "$defs"})
 IMMUTABLE_MESSAGE = "is immutable once the FineTuneJob exists; only spec.suspend may change"
 
 # Spec fields CEL cannot compare: untyped (bool | object) or only unknown fields inside.
-OPAQUE_FIELDS = frozenset({"quantize", "lora", "trainingArgs", "affinity"})
+OPAQUE_FIELDS = frozenset({"quantize", "lora", "trainingArgs", "uncheckedTrainingArgs", "affinity"})
 UNTYPED_FIELDS = frozenset({"quantize", "lora"})  # not even has() can see these
+# The spec fields whose object form the argument catalogue types (kubetune_api.argument_schema).
+CATALOGUED: dict[str, ArgumentKind] = {"trainingArgs": "trainingArgs", "lora": "lora", "quantize": "quantize"}
 
 PERSISTENT_OUTPUT_PATTERN = "^(" + "|".join(sorted({*OBJECT_STORE_SCHEMES, PVC_SCHEME})) + ")://"
 SECRET_NAME_PATTERN = "(?i)" + SECRET_ENV_PATTERN
@@ -131,10 +135,31 @@ def _add_rule(node: Schema, rule: str, message: str, **extra: str) -> None:
     node.setdefault("x-kubernetes-validations", []).append({"rule": rule, "message": message, **extra})
 
 
+def _catalogued(field: Schema, kind: ArgumentKind) -> Schema:
+    """The field with the catalogue's typed arguments (names, types, choices, bounds, help).
+
+    trainingArgs is an object: its typed schema replaces the free-form one, so kubectl's
+    strict field validation refuses a misspelt name, and the API server a wrong type or a
+    value out of range, with CEL for the cross-field rules. lora and quantize may also be
+    `true`, which no structural type admits: they stay typeless (preserving what is
+    written, for the operator to check), and their typed properties apply when an object
+    is given. CEL cannot see typeless fields; their cross-field rules are the operator's.
+    """
+    typed = argument_schema(kind)
+    if kind not in UNTYPED_FIELDS:
+        node = {**typed, "description": field["description"]}
+        for rule in cel_rules(kind):
+            _add_rule(node, rule["rule"], rule["message"])
+        return node
+    return {**field, "properties": typed["properties"]}
+
+
 def spec_schema() -> Schema:
     schema = model_schema(FineTuneJobSpec)
     props: dict[str, Schema] = schema["properties"]
     required = set(schema.get("required", []))
+    for name, kind in CATALOGUED.items():
+        props[name] = _catalogued(props[name], kind)
 
     presence: list[str] = []
     for name, field in props.items():

@@ -335,6 +335,16 @@ def test_spec_hash_ignores_defaults_and_hashes_of_older_releases() -> None:
     assert not spec_changed(legacy, spec_hash(one)) and not spec_changed(None, spec_hash(one))
 
 
+def test_spec_hash_sees_unchecked_training_args() -> None:
+    """Unset, the escape hatch leaves old hashes alone; set, it is part of the spec like any field."""
+    settings = OperatorSettings()
+    plain = validate_spec(BASE, namespace="ml", name="x", policy=settings.policy)
+    hatch = validate_spec(
+        {**BASE, "uncheckedTrainingArgs": {"new_arg": 1}}, namespace="ml", name="x", policy=settings.policy
+    )
+    assert spec_hash(plain) != spec_hash(hatch)
+
+
 @pytest.mark.parametrize(
     ("change", "expected"),
     [

@@ -3,6 +3,7 @@ fixture playing the Job controller and the kubelet."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 from collections.abc import Callable
 from typing import Any
@@ -49,8 +50,9 @@ async def test_happy_path(cluster: FakeCluster, operator: RunningOperator) -> No
     assert status["progress"]["step"] == 20
 
     # One Event per transition, in the order they happened.
-    events = [e["reason"] for e in await cluster.events() if e["involvedObject"]["name"] == "sentiment"]
-    assert events == ["JobCreated", "Running", "Succeeded"]
+    # Kopf posts Events in the background: the last one may land just after the status.
+    expected = ["JobCreated", "Running", "Succeeded"]
+    assert await _reasons_become(cluster, "sentiment", expected) == expected
     # The Job the operator made: one, owned by the FineTuneJob, with the trainer config.
     jobs = await cluster.jobs()
     assert [j["metadata"]["name"] for j in jobs] == ["sentiment-train"]
@@ -134,8 +136,8 @@ async def test_oomkilled_then_retry_succeeds(cluster: FakeCluster, operator: Run
     await cluster.job_condition(job, "Complete", "CompletionsReached")
     status = await cluster.wait_status("hungry", phase("Succeeded"))
     assert status["artifact"]["kind"] == "adapter"
-    reasons = [e["reason"] for e in await _events_for(cluster, "hungry")]
-    assert reasons == ["JobCreated", "Running", "Retrying", "Running", "Succeeded"]
+    expected = ["JobCreated", "Running", "Retrying", "Running", "Succeeded"]
+    assert await _reasons_become(cluster, "hungry", expected) == expected
 
 
 async def test_suspend_and_resume(cluster: FakeCluster, operator: RunningOperator) -> None:
@@ -268,6 +270,21 @@ async def test_every_request_is_granted_by_the_rbac(cluster: FakeCluster, operat
         ("", "events", "create"),
     } <= sent
     assert sent - granted == set(), "the operator sent requests its RBAC does not grant"
+
+
+async def _reasons_become(cluster: FakeCluster, name: str, expected: list[str], timeout: float = 5) -> list[str]:
+    """The Event reasons of a FineTuneJob once they are `expected` (or whatever they are at the timeout)."""
+
+    async def reasons() -> list[str]:
+        return [e["reason"] for e in await _events_for(cluster, name)]
+
+    with contextlib.suppress(AssertionError):  # timed out: the assertion shows what there is
+        await cluster.wait_for(lambda: _matches(reasons(), expected), timeout=timeout)
+    return await reasons()
+
+
+async def _matches(found: Any, expected: list[str]) -> bool:
+    return await found == expected
 
 
 async def _events_for(cluster: FakeCluster, name: str) -> list[dict[str, Any]]:

@@ -128,3 +128,13 @@ def test_unknown_training_argument_names_closest() -> None:
 def test_invalid_training_argument_value() -> None:
     with pytest.raises(ConfigError, match="invalid training arguments"):
         build_training_args({"eval_strategy": "sometimes"})
+
+
+def test_kubetune_run_defaults_pass_the_catalogue() -> None:
+    """The trainingArgs kubetune adds on its own must be ones the spec accepts."""
+    from kubetune_api.arguments import check_training_args
+    from kubetune_trainer.runner import RUN_DEFAULTS
+    from kubetune_trainer.training_args import STATIC_DEFAULTS
+
+    owned = {"output_dir"}
+    assert check_training_args({k: v for k, v in {**STATIC_DEFAULTS, **RUN_DEFAULTS}.items() if k not in owned}) == []

@@ -7,8 +7,11 @@ import torch
 from peft import LoraConfig, TaskType
 from transformers import BitsAndBytesConfig
 
+from kubetune_api.arguments import check_lora, check_quantize
 from kubetune_trainer.errors import ConfigError
 from kubetune_trainer.peft_config import (
+    DEFAULT_LORA,
+    DEFAULT_QUANTIZE,
     ENV_QUANTIZE_ON_CPU,
     lora_config,
     lora_task_type,
@@ -37,6 +40,13 @@ def test_quantize_dict_and_object() -> None:
     assert config is not None and config.load_in_8bit and not config.load_in_4bit
     given = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="fp4")
     assert quantization_config(given) is given
+
+
+def test_quantize_whole_number_threshold_is_a_float() -> None:
+    # JSON writes 6.0 as 6 (the API server does); BitsAndBytesConfig refuses an int threshold.
+    config = quantization_config({"load_in_8bit": True, "llm_int8_threshold": 6})
+    assert config is not None and config.llm_int8_threshold == 6.0
+    assert isinstance(config.llm_int8_threshold, float)
 
 
 def test_quantize_misspelt_key_names_the_fix() -> None:
@@ -121,3 +131,9 @@ def test_plan_with_gpu_keeps_config() -> None:
 def test_env_switch(monkeypatch: pytest.MonkeyPatch, value: str, forced: bool) -> None:
     monkeypatch.setenv(ENV_QUANTIZE_ON_CPU, value)
     assert quantize_on_cpu_forced() is forced
+
+
+def test_the_seed_defaults_pass_the_catalogue() -> None:
+    """What `true` expands to must be what the spec accepts when written out."""
+    assert check_quantize(DEFAULT_QUANTIZE) == []
+    assert check_lora(DEFAULT_LORA) == []

@@ -28,9 +28,10 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from datasets import Dataset, DatasetDict
 
+from kubetune_api.suggestions import closest
 from kubetune_api.training import DATA_FORMATS, DataSpec
 from kubetune_api.uris import HUB_SCHEME, LOCAL_SCHEMES, OBJECT_STORE_SCHEMES, PVC_SCHEME, WEB_SCHEMES, uri_scheme
-from kubetune_trainer.errors import DataError, closest
+from kubetune_trainer.errors import DataError
 from kubetune_trainer.storage import filesystem
 
 # File extension -> data format. jsonl is read by the same builder as json.

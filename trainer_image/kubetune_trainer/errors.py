@@ -7,9 +7,6 @@ else is a retryable failure.
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Iterable
-
 
 class ConfigError(ValueError):
     """The job's configuration is wrong. The message names the field and the fix."""
@@ -21,9 +18,3 @@ class DataError(ConfigError):
     """The data cannot be used as given (missing file, empty, missing column, ...)."""
 
     reason = "InvalidData"
-
-
-def closest(name: str, valid: Iterable[str], limit: int = 3) -> str:
-    """' (did you mean: a, b?)' for a misspelt name, or '' when nothing is close."""
-    matches = difflib.get_close_matches(name, list(valid), n=limit, cutoff=0.6)
-    return f" (did you mean: {', '.join(matches)}?)" if matches else ""

@@ -14,7 +14,8 @@ from typing import Any
 from datasets import Dataset, DatasetDict
 from pyarrow.lib import ArrowInvalid, ArrowTypeError
 
-from kubetune_trainer.errors import DataError, closest
+from kubetune_api.suggestions import closest
+from kubetune_trainer.errors import DataError
 
 
 def to_dataset(data: Any, role: str = "train") -> Dataset:

@@ -56,6 +56,7 @@ def build_metadata(
         "quantize": {"requested": spec.quantize, "applied": quantized},
         "lora": spec.lora,
         "trainingArgs": spec.training_args,
+        "uncheckedTrainingArgs": spec.unchecked_training_args,
         "resolvedTrainingArgs": _changed_training_args(trainer_args),
         "artifact": artifact.model_dump(mode="json", by_alias=True, exclude_none=True),
         "metrics": metrics,

@@ -16,7 +16,9 @@ import torch
 from peft import LoraConfig, TaskType
 from transformers import BitsAndBytesConfig
 
-from kubetune_trainer.errors import ConfigError, closest
+from kubetune_api.arguments import as_library_values
+from kubetune_api.suggestions import closest
+from kubetune_trainer.errors import ConfigError
 
 # Env switch that lets CI exercise the real k-bit path on a machine without a GPU:
 # bitsandbytes 4-bit / 8-bit runs on CPU with device_map="cpu" and float32 compute.
@@ -80,7 +82,8 @@ def quantization_config(quantize: bool | dict[str, Any] | BitsAndBytesConfig | N
     if isinstance(quantize, dict):
         if not quantize:
             return None
-        return _from_dict(BitsAndBytesConfig, dict(quantize), "quantize")
+        # A whole number in JSON (6.0 arrives as 6) where BitsAndBytesConfig insists on a float.
+        return _from_dict(BitsAndBytesConfig, as_library_values("quantize", quantize), "quantize")
     raise ConfigError(
         f"quantize must be true, false, a dict of BitsAndBytesConfig arguments or a "
         f"BitsAndBytesConfig, not {type(quantize).__name__}"

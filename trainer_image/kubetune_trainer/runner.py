@@ -30,6 +30,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from kubetune_api.arguments import UNCHECKED_FIELD
 from kubetune_api.protocol import Artifact, FailureReason, Progress, Result, failed
 from kubetune_api.training import Task, TrainingSpec
 from kubetune_api.uris import PVC_SCHEME, uri_scheme
@@ -84,16 +85,27 @@ def run_training(
         return failed("TrainingError", f"{type(error).__name__}: {error}")
 
 
-def check_training_args(args: dict[str, Any], output_dir: str) -> None:
+def check_training_args(args: dict[str, Any], output_dir: str, unchecked: dict[str, Any] | None = None) -> None:
     """ConfigError for trainingArgs a TrainingArguments would reject (names and values).
 
     Built once here, with the defaults the real run gets, so a typo fails before the data
-    and the model are loaded; HFTrainer builds the real one (same helper) later.
+    and the model are loaded; HFTrainer builds the real one (same helper) later. `unchecked`
+    (spec.uncheckedTrainingArgs) has passed no catalogue: this is where its names meet the
+    transformers actually installed in this image.
     """
-    from kubetune_trainer.training_args import build_training_args
+    import transformers
 
+    from kubetune_trainer.training_args import build_training_args, unknown_names
+
+    unchecked = unchecked or {}
+    twice = sorted(set(unchecked) & set(args))
+    if twice:
+        raise ConfigError(f"{UNCHECKED_FIELD}: {', '.join(twice)} also set in trainingArgs; set each in one place")
+    problem = unknown_names(unchecked)
+    if problem is not None:
+        raise ConfigError(f"{UNCHECKED_FIELD}: {problem} (transformers {transformers.__version__} in this image)")
     try:
-        build_training_args({**RUN_DEFAULTS, **args, "output_dir": output_dir})
+        build_training_args({**RUN_DEFAULTS, **args, **unchecked, "output_dir": output_dir})
     except ConfigError as error:
         raise ConfigError(f"trainingArgs: {error}") from None
 
@@ -143,7 +155,7 @@ def _run(spec: TrainingSpec, job_name: str, on_progress: Callable[[Progress], No
         raise ConfigError("output.uri: required (the operator sets a default; kubetune run uses outputs/NAME)")
     output = artifacts.open_output(spec.output.uri)
     # Also sets up the process group under torchrun (TrainingArguments does, through accelerate).
-    check_training_args(spec.training_args, str(output.local_dir))
+    check_training_args(spec.training_args, str(output.local_dir), spec.unchecked_training_args)
     place = DistributedEnv.from_environ()
     try:
         data = load_data(spec.data)
@@ -170,7 +182,7 @@ def _run(spec: TrainingSpec, job_name: str, on_progress: Callable[[Progress], No
     callbacks: list[Any] = [artifacts.CheckpointUploader(output)]
     if on_progress is not None:
         callbacks.append(ProgressCallback(on_progress))
-    training_args = {**RUN_DEFAULTS, **spec.training_args, "output_dir": str(output.local_dir)}
+    training_args = {**RUN_DEFAULTS, **spec.all_training_args(), "output_dir": str(output.local_dir)}
     trainer = HFTrainer()
     model, tokenizer = trainer(
         base,

@@ -13,12 +13,14 @@ closest valid names, instead of a TypeError deep inside transformers.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from typing import Any
 
 import torch
 from transformers import TrainingArguments
 
-from kubetune_trainer.errors import ConfigError, closest
+from kubetune_api.suggestions import closest
+from kubetune_trainer.errors import ConfigError
 
 # Names accepted on top of TrainingArguments' fields. `group_by_length` was a
 # TrainingArguments field before transformers 5 (now train_sampling_strategy).
@@ -51,25 +53,35 @@ def has_accelerator() -> bool:
     return torch.cuda.is_available() or bool(mps and mps.is_available())
 
 
+# The seed's defaults that do not depend on the machine (use_cpu does; see defaults()).
+STATIC_DEFAULTS: dict[str, Any] = {
+    "output_dir": "",
+    "save_strategy": "no",
+    "report_to": "none",
+    "log_level": "warning",
+    "train_sampling_strategy": "group_by_length",
+}
+
+
 def defaults() -> dict[str, Any]:
     """The seed's default TrainingArguments values."""
-    return {
-        "output_dir": "",
-        "save_strategy": "no",
-        "report_to": "none",
-        "log_level": "warning",
-        "use_cpu": not has_accelerator(),
-        "train_sampling_strategy": "group_by_length",
-    }
+    return {**STATIC_DEFAULTS, "use_cpu": not has_accelerator()}
+
+
+def unknown_names(names: Iterable[str]) -> str | None:
+    """'unknown training argument ...' with the closest valid names, or None when all are known."""
+    valid = [*training_fields(), *ALIASES]
+    unknown = [name for name in names if name not in valid]
+    if not unknown:
+        return None
+    return "unknown training argument " + "; ".join(f"{name!r}{closest(name, valid)}" for name in unknown)
 
 
 def build_training_args(updates: dict[str, Any]) -> KubetuneTrainingArguments:
     """TrainingArguments from the defaults overridden by `updates`."""
-    valid = training_fields()
-    unknown = [name for name in updates if name not in valid and name not in ALIASES]
-    if unknown:
-        hints = "; ".join(f"{name!r}{closest(name, [*valid, *ALIASES])}" for name in unknown)
-        raise ConfigError(f"unknown training argument {hints}")
+    problem = unknown_names(updates)
+    if problem is not None:
+        raise ConfigError(problem)
 
     values = defaults()
     for name, value in updates.items():
