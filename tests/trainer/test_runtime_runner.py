@@ -214,3 +214,19 @@ def test_exit_codes() -> None:
     assert exit_code(Result(outcome="Succeeded")) == EXIT_SUCCEEDED
     assert exit_code(Result(outcome="Failed", reason="InvalidData")) == EXIT_INVALID_CONFIG
     assert exit_code(Result(outcome="Failed", reason="OutOfMemory")) == EXIT_FAILED
+
+
+def test_id_like_labels_fail_as_invalid_data_under_the_runners_limit(
+    tiny_models: TinyModels, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KUBETUNE_MAX_LABELS", "20")
+    rows = [{"text": row["text"], "label": str(1000 + index)} for index, row in enumerate(toy_rows(8))]
+    train = str(write_csv(tmp_path / "ids.csv", rows))  # numbers in a csv read back as integers
+    result = run_training(make_spec(tiny_models.bert, {"train": train}, str(tmp_path / "o")), job_name="x")
+    assert result.reason == "InvalidData" and exit_code(result) == EXIT_INVALID_CONFIG
+    assert "label column 'label' holds whole numbers up to 1007 (8 distinct values)" in (result.message or "")
+    assert "more than the limit of 20 (KUBETUNE_MAX_LABELS / HFTrainer maxlabels)" in (result.message or "")
+
+    monkeypatch.setenv("KUBETUNE_MAX_LABELS", "twenty")
+    wrong = run_training(make_spec(tiny_models.bert, {"train": train}, str(tmp_path / "o")), job_name="x")
+    assert wrong.reason == "InvalidConfig" and "KUBETUNE_MAX_LABELS='twenty'" in (wrong.message or "")

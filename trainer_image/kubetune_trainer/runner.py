@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -131,6 +132,7 @@ def resolve_base(spec: TrainingSpec, warnings: list[str]) -> str:
 def _run(spec: TrainingSpec, job_name: str, on_progress: Callable[[Progress], None] | None) -> Result:
     from kubetune_trainer import artifacts, metadata
     from kubetune_trainer.data_sources import load_data
+    from kubetune_trainer.labels import max_labels_from
     from kubetune_trainer.progress_callback import ProgressCallback
 
     started_at = datetime.now(timezone.utc)
@@ -145,6 +147,7 @@ def _run(spec: TrainingSpec, job_name: str, on_progress: Callable[[Progress], No
     # Also sets up the process group under torchrun (TrainingArguments does, through accelerate).
     check_training_args(spec.training_args, str(output.local_dir))
     place = DistributedEnv.from_environ()
+    max_labels = max_labels_from(os.environ)
     try:
         data = load_data(spec.data)
         base = resolve_base(spec, warnings)
@@ -186,6 +189,7 @@ def _run(spec: TrainingSpec, job_name: str, on_progress: Callable[[Progress], No
         quantize=spec.quantize,
         lora=spec.lora,
         callbacks=callbacks,
+        maxlabels=max_labels,
         **training_args,
     )
     warnings += list(trainer.warnings)
