@@ -30,6 +30,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from kubetune_trainer.errors import ConfigError
 from kubetune_trainer.eval_metrics import Metrics
+from kubetune_trainer.final_save import save_final_model
 from kubetune_trainer.inputs import to_dataset
 from kubetune_trainer.labels import DEFAULT_MAX_LABELS, LabelScheme
 from kubetune_trainer.memory import limit_heap_fragmentation
@@ -180,10 +181,9 @@ class HFTrainer:
                 }
             )
 
-        if training.output_dir and training.should_save:
+        if training.output_dir:
             # Full model, or only the adapter with LoRA; the tokenizer goes beside it.
-            self.trainer.save_model()
-            self.trainer.save_state()
+            save_final_model(self.trainer)
 
         return trained.eval(), tokenizer
 
