@@ -46,9 +46,10 @@ EXIT_INVALID_CONFIG = 78  # sysexits EX_CONFIG: the spec or the data is wrong; d
 
 ArtifactKind = Literal["full", "adapter"]
 # The reasons this release's trainer gives; a reader accepts any CamelCase word.
-FailureReason = Literal["InvalidConfig", "InvalidData", "OutOfMemory", "TrainingError"]
+# OutputInUse: spec.output holds another run's files (kubetune never trains on top of them).
+FailureReason = Literal["InvalidConfig", "InvalidData", "OutputInUse", "OutOfMemory", "TrainingError"]
 # Reasons that mean the job itself is wrong: exit EXIT_INVALID_CONFIG, never retried.
-CONFIG_FAILURES = frozenset({"InvalidConfig", "InvalidData"})
+CONFIG_FAILURES = frozenset({"InvalidConfig", "InvalidData", "OutputInUse"})
 
 
 class Tolerant(BaseModel):
