@@ -196,7 +196,7 @@ def publish(output: OutputLocation) -> None:
     this run did not write, and upload the metadata last."""
     if output.remote is None:
         return
-    local_names = set()
+    local_names: set[str] = set()
     for entry in sorted(output.local_dir.iterdir()):
         local_names.add(entry.name)
         if checkpoint_step(entry.name) is not None or entry.name in (METADATA_FILE, RUN_MARKER):
