@@ -38,6 +38,7 @@ from kubetune_api.argument_catalogue import (
     load_catalogue,
 )
 from kubetune_api.arguments import shown
+from kubetune_api.credentials import is_credential_key
 
 Schema = dict[str, Any]
 
@@ -132,9 +133,11 @@ def argument_schema(
         "description": _KIND_DESCRIPTIONS[kind].format(
             cls=cls, library=library, version=catalogue.libraries.get(library, "?")
         ),
+        # No credentials: a strict client refuses them at admission (the spec model with its reason).
         "properties": {
             name: argument_property(kind_catalogue.arguments[name], description_limit)
             for name in sorted(kind_catalogue.arguments)
+            if not is_credential_key(name)
         },
     }
     if preserve_unknown:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubetune_api.argument_catalogue import ANY, Argument, ArgumentKind, Condition, KindCatalogue, Shape, load_catalogue
+from kubetune_api.credentials import is_credential_key
 from kubetune_api.suggestions import closest
 
 UNCHECKED_FIELD = "uncheckedTrainingArgs"
@@ -179,6 +180,15 @@ def _unknown(kind: ArgumentKind, catalogue: KindCatalogue, name: str) -> str:
     return message
 
 
+# A credential in the spec is copied into the Job's environment (readable by anyone who may
+# view the namespace) and into kubetune.json: it belongs in a Secret.
+CREDENTIAL_MESSAGE = (
+    "looks like a credential: do not write it in the spec (it would be readable by anyone who can view "
+    "the namespace); put it in a Secret and pass it through spec.env with valueFrom.secretKeyRef "
+    "(the hub token as HF_TOKEN)"
+)
+
+
 def check_arguments(kind: ArgumentKind, values: dict[str, Any]) -> list[ArgumentProblem]:
     """Every problem of an object of `kind` arguments: names, types, choices, bounds, then rules."""
     catalogue = load_catalogue()[kind]
@@ -186,7 +196,9 @@ def check_arguments(kind: ArgumentKind, values: dict[str, Any]) -> list[Argument
     for name, value in values.items():
         name = str(name)
         argument = catalogue.arguments.get(name)
-        if name in catalogue.excluded:
+        if is_credential_key(name):
+            problems.append(ArgumentProblem((name,), CREDENTIAL_MESSAGE))
+        elif name in catalogue.excluded:
             problems.append(ArgumentProblem((name,), catalogue.excluded[name]))
         elif argument is None:
             problems.append(ArgumentProblem((name,), _unknown(kind, catalogue, name)))
@@ -260,7 +272,9 @@ def check_unchecked_training_args(unchecked: dict[str, Any], checked: dict[str, 
     catalogue = load_catalogue()["trainingArgs"]
     problems = []
     for name in unchecked:
-        if name in checked:
+        if is_credential_key(name):
+            problems.append(ArgumentProblem((name,), CREDENTIAL_MESSAGE))
+        elif name in checked:
             problems.append(ArgumentProblem((name,), "also set in spec.trainingArgs; set it in one place"))
         elif name in catalogue.excluded:
             problems.append(ArgumentProblem((name,), catalogue.excluded[name]))

@@ -25,6 +25,11 @@ def rendezvous_endpoint(host: str, port: int = RDZV_PORT) -> str:
     return f"{host}:{port}"
 
 
+def training_processes(gpus_per_node: int, nodes: int) -> int:
+    """How many training processes a run has in all: one per GPU (one on a CPU-only pod) per node."""
+    return max(gpus_per_node, 1) * nodes
+
+
 def torchrun_command(gpus_per_node: int, nodes: int, rendezvous_endpoint: str | None, job_id: str) -> list[str]:
     """The trainer container's command for `gpus_per_node` processes on each of `nodes` pods.
 
@@ -41,7 +46,7 @@ def torchrun_command(gpus_per_node: int, nodes: int, rendezvous_endpoint: str | 
     """
     if gpus_per_node < 0 or nodes < 1:
         raise ValueError(f"gpus_per_node must be >= 0 and nodes >= 1 (got {gpus_per_node}, {nodes})")
-    procs = max(gpus_per_node, 1)
+    procs = training_processes(gpus_per_node, 1)
     if nodes == 1 and procs == 1:
         return [PYTHON, "-m", "kubetune_trainer"]
     launcher = [PYTHON, "-m", "kubetune_trainer.launch"]

@@ -19,9 +19,10 @@ EXIT_FAILED = 1  # anything that may succeed on a retry (I/O, hub outage, node t
 EXIT_INVALID_CONFIG = 78  # sysexits EX_CONFIG: the spec or the data is wrong; do not retry
 
 # -- reasons the trainer gives in its Result ------------------------------------------------------
-FailureReason = Literal["InvalidConfig", "InvalidData", "OutOfMemory", "TrainingError"]
+# OutputInUse: spec.output holds another run's files (kubetune never trains on top of them).
+FailureReason = Literal["InvalidConfig", "InvalidData", "OutputInUse", "OutOfMemory", "TrainingError"]
 # Reasons that mean the job itself is wrong: exit EXIT_INVALID_CONFIG, never retried.
-CONFIG_FAILURES: frozenset[str] = frozenset({"InvalidConfig", "InvalidData"})
+CONFIG_FAILURES: frozenset[str] = frozenset({"InvalidConfig", "InvalidData", "OutputInUse"})
 TRAINING_ERROR = "TrainingError"
 
 

@@ -46,6 +46,8 @@ ENV_JOB_NAME = "KUBETUNE_JOB_NAME"  # namespace/name of the FineTuneJob, for met
 ENV_JOB_UID = "KUBETUNE_JOB_UID"  # the FineTuneJob's uid: which run an output belongs to
 ENV_TERMINATION_LOG = "KUBETUNE_TERMINATION_LOG"  # overrides the result path (tests, local runs)
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
+# Where object-store outputs are staged before upload (created if missing; default a temp dir).
+ENV_STAGING_DIR = "KUBETUNE_STAGING_DIR"
 TERMINATION_MESSAGE_LIMIT = 4096
 
 ArtifactKind = Literal["full", "adapter"]

@@ -14,6 +14,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from kubetune_api.finetunejob import FineTuneJobSpec
+from kubetune_api.launch_command import training_processes
+from kubetune_api.sharding import sharded_checkpoint_problem
 from kubetune_api.training import OutputSpec, describe_validation_error
 from kubetune_api.uris import PERSISTENT_OUTPUT_SCHEMES, PVC_SCHEME, check_pvc_uri, uri_scheme
 
@@ -69,6 +71,12 @@ def validate_spec(
         if spec.output is None:
             raise InvalidSpecError(NO_OUTPUT_MESSAGE)
         check_persistent_output(spec.output.uri, "spec.output.uri", error=InvalidSpecError)
+    if spec.output is not None:
+        # Only now is the output known (the default one too): some sharding cannot use it.
+        processes = training_processes(spec.resources.gpus, spec.nodes)
+        problem = sharded_checkpoint_problem(spec.all_training_args(), spec.output.uri, processes)
+        if problem is not None:
+            raise InvalidSpecError(problem)
     return spec
 
 

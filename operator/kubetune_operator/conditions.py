@@ -33,8 +33,9 @@ from kubetune_api.outcomes import Reason
 CONDITION_TYPES = ("Ready", "Reconciling", "Stalled", "Suspended", "Failed")
 SPEC_CHANGE_IGNORED = Reason.SPEC_CHANGE_IGNORED
 SPEC_CHANGE_MESSAGE = (
-    "the spec changed after the run started; only spec.suspend takes effect. "
-    "Delete and re-create the FineTuneJob to run the new spec."
+    "the spec changed after the run started; only spec.suspend takes effect. To run the new "
+    "spec, create it under a new name or with another spec.output.uri (a different spec in this "
+    "run's output fails with OutputInUse)"
 )
 
 Json = Mapping[str, Any]

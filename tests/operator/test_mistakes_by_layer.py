@@ -71,6 +71,18 @@ MISTAKES: list[tuple[str, dict[str, Any], str, str]] = [
     ("unknown affinity kind", {"affinity": {"nodeAfinity": {}}}, OPERATOR, "spec.affinity"),
     ("prefix for another task", {"prefix": "x: "}, ADMISSION, "spec.prefix"),
     ("bad name", {"metadata": {"name": "Bad_Name"}}, ADMISSION, "metadata.name"),
+    ("hub token inline", {"trainingArgs": {"hub_token": "hf_abc"}}, ADMISSION, "spec.trainingArgs.hub_token"),
+    ("a token through the hatch", {"uncheckedTrainingArgs": {"wandb_api_key": "x"}}, OPERATOR, "wandb_api_key"),
+    ("an API key in lora", {"lora": {"api_key": "x"}}, OPERATOR, "spec.lora.api_key: looks like a credential"),
+    (
+        "ZeRO-3 to an object store without a gathered model",
+        {
+            "resources": {"gpus": 4},
+            "trainingArgs": {"deepspeed": {"zero_optimization": {"stage": 3}}},
+        },
+        OPERATOR,
+        "spec.trainingArgs.deepspeed",
+    ),
 ]
 
 

@@ -1,7 +1,7 @@
 """Helpers for the data, artifact, runtime and entrypoint tests: no network services.
 
-* `FakeS3`: an in-memory fsspec filesystem registered for s3://, so object-store code
-  paths (URI parsing, listing, upload, download) run for real against a local fake;
+* `FakeS3`: an in-memory fsspec filesystem registered for s3://, for the one test that
+  records every upload in order; the object-store tests use moto's real S3 (moto_s3.py);
 * `serve_directory`: a local http.server on 127.0.0.1 in a thread, for https-style sources;
 * `toy_rows` / `write_csv`: a small labelled set the tiny BERT's vocabulary covers.
 """

@@ -9,7 +9,8 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from runtime_helpers import fake_s3, serve_directory, write_csv
+from moto_s3 import Bucket
+from runtime_helpers import serve_directory, write_csv
 
 from kubetune_api.training import DataSpec
 from kubetune_trainer import data_sources
@@ -114,22 +115,27 @@ def test_http_source_from_a_local_server(files: Path) -> None:
             load_source(f"{base_url}/missing.csv")
 
 
-def test_object_store_source(files: Path) -> None:
-    with fake_s3() as fs:
-        fs.pipe_file("/bucket/train/rows.csv", (files / "rows.csv").read_bytes())
-        fs.pipe_file("/bucket/shards/a.jsonl", (files / "rows.jsonl").read_bytes())
-        fs.pipe_file("/bucket/shards/b.jsonl", (files / "rows.jsonl").read_bytes())
-        assert load_source("s3://bucket/train/rows.csv").to_list() == ROWS
-        assert load_source("s3://bucket/shards").num_rows == 4
-        assert load_source("s3://bucket/shards/*.jsonl").num_rows == 4
-        with pytest.raises(DataError, match=r"data file not found: s3://bucket/train/other\.csv"):
-            load_source("s3://bucket/train/other.csv")
+def test_object_store_source(files: Path, s3: Bucket) -> None:
+    """S3 through s3fs and HTTP (moto): a csv file, a folder of parquet shards, a glob."""
+    s3.fs.pipe_file(s3.path("train/rows.csv"), (files / "rows.csv").read_bytes())
+    for shard in ("part-0000.parquet", "part-0001.parquet", "part-0002.parquet"):
+        s3.fs.pipe_file(s3.path("parquet", shard), (files / "rows.parquet").read_bytes())
+    s3.fs.pipe_file(s3.path("shards/a.jsonl"), (files / "rows.jsonl").read_bytes())
+    s3.fs.pipe_file(s3.path("shards/b.jsonl"), (files / "rows.jsonl").read_bytes())
+    assert load_source(s3.uri("train/rows.csv")).to_list() == ROWS
+    folder = load_source(s3.uri("parquet"))
+    assert folder.column_names == ["text", "label"] and folder.to_list() == ROWS * 3
+    assert load_source(s3.uri("shards/*.jsonl")).num_rows == 4
+    missing = s3.uri("train/other.csv")
+    with pytest.raises(DataError, match=rf"data file not found: {missing}"):
+        load_source(missing)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("s3fs") is not None, reason="s3fs is installed")
+# s3fs is a test dependency (moto's S3); gcsfs is not, so gs:// shows the missing-backend message.
+@pytest.mark.skipif(importlib.util.find_spec("gcsfs") is not None, reason="gcsfs is installed")
 def test_missing_backend_names_the_package() -> None:
-    with pytest.raises(ConfigError, match=r"s3:// URIs need the Python package s3fs.*pip install s3fs"):
-        load_source("s3://bucket/rows.csv")
+    with pytest.raises(ConfigError, match=r"gs:// URIs need the Python package gcsfs.*pip install gcsfs"):
+        load_source("gs://bucket/rows.csv")
 
 
 def test_hub_uri_parsing() -> None:

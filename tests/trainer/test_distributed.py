@@ -233,6 +233,10 @@ def test_a_data_error_on_another_rank_fails_this_one_as_invalid_data(monkeypatch
     with pytest.raises(ConfigError, match="no model folder") as raised_config:
         agree_before_training(TWO, None, None)
     assert raised_config.value.reason == "InvalidConfig"
+    _gathering(monkeypatch, [(("OutputInUse", "output.uri s3://b/m belongs to FineTuneJob ml/old"), None)])
+    with pytest.raises(ConfigError, match=r"\(found by rank 1\) output.uri s3://b/m belongs to") as in_use:
+        agree_before_training(TWO, None, None)
+    assert in_use.value.reason == "OutputInUse"  # exit 78 on every rank, the same reason
 
 
 def test_another_ranks_crash_fails_this_one_for_a_retry(monkeypatch: pytest.MonkeyPatch) -> None:

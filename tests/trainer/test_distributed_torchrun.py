@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from moto_s3 import Bucket
 from runtime_helpers import toy_rows, write_csv
 from tiny_models import build_bert
 
@@ -207,3 +208,53 @@ def test_a_bad_job_fails_every_rank_with_exit_78(bert_without_dropout: Path, tmp
     result = decode_result(log.read_text())
     assert result is not None and result.reason == "InvalidData"
     assert result.message is not None and "of 2 (node 0" in result.message and "missing.csv" in result.message
+
+
+def test_two_processes_with_an_s3_output_upload_every_ranks_files(
+    bert_without_dropout: Path, data: dict[str, str], tmp_path: Path, s3: Bucket
+) -> None:
+    """Each process stages its own files: every rank's part of a checkpoint reaches S3
+    (here the per-rank RNG state; with DeepSpeed or sharded FSDP, each rank's shard), and
+    trainer_state.json only after all of them. A rerun resumes on both ranks from S3."""
+    spec = {**job(bert_without_dropout, data, tmp_path / "unused", batch=4), "output": {"uri": s3.uri("ddp")}}
+    spec["trainingArgs"] = {**spec["trainingArgs"], "num_train_epochs": 1, "save_steps": 4}
+    config = tmp_path / "job.json"
+    config.write_text(json.dumps(spec))
+    staging = tmp_path / "staging"
+    staging.mkdir()
+
+    def run(log: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*python_command(torchrun_command(2, 1, None, "j")), "--", "--config", str(config)],
+            env=child_env(log, KUBETUNE_STAGING_DIR=str(staging), KUBETUNE_JOB_UID="uid-ddp"),
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT_S,
+            cwd=tmp_path,
+        )
+
+    done = run(tmp_path / "termination-log")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert s3.names("ddp/checkpoint-8") == [
+        "config.json",
+        "model.safetensors",
+        "optimizer.pt",
+        "rng_state_0.pth",
+        "rng_state_1.pth",  # written by rank 1 into its own staging folder, uploaded by it
+        "scheduler.pt",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "trainer_state.json",
+        "training_args.bin",
+    ]
+    assert {"checkpoint-4", "checkpoint-8", "kubetune-run.json", "kubetune.json", "model.safetensors"} <= set(
+        s3.names("ddp")
+    )
+    marker = json.loads(s3.fs.cat_file(s3.path("ddp/kubetune-run.json")))
+    assert (marker["uid"], marker["spec"]["processes"]) == ("uid-ddp", 2)
+
+    again = run(tmp_path / "termination-log-2")
+    assert again.returncode == 0, again.stderr[-3000:]
+    result = decode_result((tmp_path / "termination-log-2").read_text())
+    assert result is not None and result.outcome == "Succeeded"
+    assert any(warning.startswith("resumed from checkpoint-8 (step 8)") for warning in result.warnings)

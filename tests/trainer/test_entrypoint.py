@@ -41,7 +41,12 @@ def job_json(base: Path | str, train: str, output: str, **args: Any) -> str:
 
 
 def run_trainer(tmp_path: Path, *argv: str, job: str | None = None, **popen: Any) -> subprocess.Popen[str]:
-    env = {**os.environ, "KUBETUNE_TERMINATION_LOG": str(tmp_path / "termination-log"), "KUBETUNE_JOB_NAME": "ns/j"}
+    env = {
+        **os.environ,
+        "KUBETUNE_TERMINATION_LOG": str(tmp_path / "termination-log"),
+        "KUBETUNE_JOB_NAME": "ns/j",
+        "KUBETUNE_JOB_UID": "uid-j",
+    }
     env.pop("KUBETUNE_JOB", None)
     if job is not None:
         env["KUBETUNE_JOB"] = job
@@ -113,7 +118,9 @@ def test_success_progress_lines_and_result(tiny_models: TinyModels, tmp_path: Pa
     assert result is not None and result.outcome == "Succeeded"
     assert result.artifact is not None and result.artifact.uri == str(tmp_path / "out")
     assert "train_loss" in result.metrics
-    assert json.loads((tmp_path / "out" / "kubetune.json").read_text())["job"] == "ns/j"
+    meta = json.loads((tmp_path / "out" / "kubetune.json").read_text())
+    marker = json.loads((tmp_path / "out" / "kubetune-run.json").read_text())
+    assert (meta["job"], meta["jobUid"]) == (marker["job"], marker["uid"]) == ("ns/j", "uid-j")
 
 
 def test_killed_run_resumes_when_started_again(tiny_models: TinyModels, tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from transformers import EvalPrediction
 
 from kubetune_trainer.errors import ConfigError, DataError
 from kubetune_trainer.eval_metrics import default_metrics
-from kubetune_trainer.labels import LabelScheme, infer_labels
+from kubetune_trainer.labels import DEFAULT_MAX_LABELS, LabelScheme, infer_labels, max_labels_from
 from kubetune_trainer.training_args import build_training_args
 
 
@@ -66,6 +66,41 @@ def test_negative_ints_become_categories() -> None:
 def test_bad_labels(values: list[object], message: str) -> None:
     with pytest.raises(DataError, match=message):
         _labels(values)
+
+
+def test_id_like_numbers_are_not_a_head_of_a_billion_outputs() -> None:
+    """User ids taken for class ids: refused as data, not an out-of-memory retried later."""
+    ids = [1_000_000_000, 17, 4_242, 17]
+    with pytest.raises(DataError) as refused:
+        infer_labels(Dataset.from_dict({"user_id": ids}), "user_id")
+    message = str(refused.value)
+    assert message.startswith(
+        "train: label column 'user_id' holds whole numbers up to 1000000000 (3 distinct values), read as class "
+        f"ids 0..1000000000: a head of 1000000001 outputs, more than the limit of {DEFAULT_MAX_LABELS} "
+        "(KUBETUNE_MAX_LABELS / HFTrainer maxlabels)."
+    )
+    assert "map them to 0..2 or make them text (e.g. 'c1000000000')" in message
+    assert "kubetune trains a regression on fractional numbers" in message
+
+
+def test_too_many_distinct_text_labels_name_the_column_and_the_limit() -> None:
+    texts = [f"review number {index}" for index in range(30)]
+    with pytest.raises(DataError) as refused:
+        infer_labels(Dataset.from_dict({"review": texts}), "review", max_labels=20)
+    assert str(refused.value).startswith(
+        "train: label column 'review' has 30 distinct values ('review number 0', 'review number 1', "
+        "'review number 10', ...), more than the limit of 20 labels"
+    )
+    assert "name the columns in data.columns (the label comes last)" in str(refused.value)
+    assert infer_labels(Dataset.from_dict({"y": texts}), "y", max_labels=30).num_labels == 30  # at the limit
+
+
+def test_the_label_limit_comes_from_the_environment() -> None:
+    assert max_labels_from({}) == DEFAULT_MAX_LABELS == 10_000
+    assert max_labels_from({"KUBETUNE_MAX_LABELS": "50000"}) == 50_000
+    for wrong in ("lots", "1", "-3"):
+        with pytest.raises(ConfigError, match=rf"KUBETUNE_MAX_LABELS='{wrong}': expected a whole number of labels"):
+            max_labels_from({"KUBETUNE_MAX_LABELS": wrong})
 
 
 def test_default_metrics_single_multi_regression() -> None:

@@ -8,24 +8,15 @@ from typing import Any
 
 import pytest
 import torch
-from runtime_helpers import fake_s3, toy_rows, write_csv
+from runtime_helpers import toy_rows, write_csv
 from tiny_models import TinyModels
 
 from kubetune_api.protocol import EXIT_FAILED, EXIT_INVALID_CONFIG, EXIT_SUCCEEDED, Progress, Result, exit_code
 from kubetune_api.training import TrainingSpec
-from kubetune_trainer import artifacts
 from kubetune_trainer.hftrainer import HFTrainer
 from kubetune_trainer.runner import run_training
 
 FAST = {"per_device_train_batch_size": 8, "learning_rate": 1e-3, "logging_steps": 2}
-
-
-@pytest.fixture()
-def data(tmp_path: Path) -> dict[str, str]:
-    return {
-        "train": str(write_csv(tmp_path / "data" / "train.csv", toy_rows(32))),
-        "validation": str(write_csv(tmp_path / "data" / "validation.csv", toy_rows(8, seed=1))),
-    }
 
 
 def make_spec(base: Path | str, data: dict[str, str], output: str, **fields: Any) -> TrainingSpec:
@@ -133,30 +124,6 @@ def test_rerun_resumes_from_latest_checkpoint(tiny_models: TinyModels, data: dic
     assert result.warnings[0].startswith("resumed from checkpoint-4 (step 4)")
 
 
-def test_object_store_output_resumes_on_a_fresh_node(
-    tiny_models: TinyModels, data: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv(artifacts.ENV_STAGING_DIR, str(tmp_path))
-    with fake_s3() as fs:
-        spec = make_spec(
-            tiny_models.bert, data, "s3://models/run", trainingArgs={"num_train_epochs": 2, "save_steps": 3}
-        )
-        first = run_training(spec, job_name="s3", on_progress=stop_after(4, []))
-        assert first.outcome == "Failed"
-        assert fs.exists("/models/run/checkpoint-3/trainer_state.json")  # uploaded as saved
-
-        # Each run stages in a new temp dir: the checkpoint must come from the store.
-        second: list[Progress] = []
-        result = run_training(spec, job_name="s3", on_progress=second.append)
-        assert result.outcome == "Succeeded", result.message
-        assert result.artifact is not None and result.artifact.uri == "s3://models/run"
-        assert second[0].step == 3
-        for name in ("config.json", "model.safetensors", "tokenizer.json", "kubetune.json"):
-            assert fs.exists(f"/models/run/{name}"), name
-        meta = json.loads(fs.cat_file("/models/run/kubetune.json"))
-        assert meta["resumedFromStep"] == 3 and meta["globalStep"] == 8
-
-
 def _no_model_load(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("HFTrainer was called: the error should come before any model load")
@@ -219,3 +186,19 @@ def test_exit_codes() -> None:
     assert exit_code(Result(outcome="Succeeded")) == EXIT_SUCCEEDED
     assert exit_code(Result(outcome="Failed", reason="InvalidData")) == EXIT_INVALID_CONFIG
     assert exit_code(Result(outcome="Failed", reason="OutOfMemory")) == EXIT_FAILED
+
+
+def test_id_like_labels_fail_as_invalid_data_under_the_runners_limit(
+    tiny_models: TinyModels, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KUBETUNE_MAX_LABELS", "20")
+    rows = [{"text": row["text"], "label": str(1000 + index)} for index, row in enumerate(toy_rows(8))]
+    train = str(write_csv(tmp_path / "ids.csv", rows))  # numbers in a csv read back as integers
+    result = run_training(make_spec(tiny_models.bert, {"train": train}, str(tmp_path / "o")), job_name="x")
+    assert result.reason == "InvalidData" and exit_code(result) == EXIT_INVALID_CONFIG
+    assert "label column 'label' holds whole numbers up to 1007 (8 distinct values)" in (result.message or "")
+    assert "more than the limit of 20 (KUBETUNE_MAX_LABELS / HFTrainer maxlabels)" in (result.message or "")
+
+    monkeypatch.setenv("KUBETUNE_MAX_LABELS", "twenty")
+    wrong = run_training(make_spec(tiny_models.bert, {"train": train}, str(tmp_path / "o")), job_name="x")
+    assert wrong.reason == "InvalidConfig" and "KUBETUNE_MAX_LABELS='twenty'" in (wrong.message or "")

@@ -74,3 +74,10 @@ def test_oversized_result_keeps_outcome_and_artifact() -> None:
 def test_foreign_termination_message_is_ignored() -> None:
     assert decode_result("panic: runtime error") is None
     assert decode_result("") is None
+
+
+def test_an_output_in_use_is_a_config_failure() -> None:
+    """Another run's output stays another run's on every retry: exit 78, no retry."""
+    from kubetune_api.protocol import EXIT_INVALID_CONFIG, exit_code, failed
+
+    assert exit_code(failed("OutputInUse", "output.uri s3://b/m belongs to FineTuneJob a/b")) == EXIT_INVALID_CONFIG

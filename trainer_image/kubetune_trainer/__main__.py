@@ -2,7 +2,8 @@
 
 Input: the job's training part (`TrainingSpec`, camelCase JSON) from `--config FILE`,
 else from the environment variable KUBETUNE_JOB; the FineTuneJob's namespace/name from
-KUBETUNE_JOB_NAME (recorded in kubetune.json).
+KUBETUNE_JOB_NAME and its uid from KUBETUNE_JOB_UID (recorded in the output's run marker
+and in kubetune.json).
 
 Output:
 * stdout: one progress line per Trainer logging step, `{"kubetuneProgress": {...}}`
@@ -22,8 +23,9 @@ kubetune_trainer.distributed).
 Exit codes (the Job's podFailurePolicy keys on them):
 *  0 (EXIT_SUCCEEDED): trained and saved; Result.outcome Succeeded.
 * 78 (EXIT_INVALID_CONFIG): the job or its data is wrong (invalid JSON or spec, unknown
-  trainingArgs, missing/empty/unreadable data, unresolvable base model or output):
-  Result.reason InvalidConfig or InvalidData. Retrying cannot help.
+  trainingArgs, missing/empty/unreadable data, unresolvable base model or output, an
+  output another run owns): Result.reason InvalidConfig, InvalidData or OutputInUse.
+  Retrying cannot help.
 *  1 (EXIT_FAILED): anything else (out of memory, I/O or hub trouble, a crash in
   training): Result.reason OutOfMemory or TrainingError. Worth a retry; the retry resumes
   from the newest checkpoint in the output.
@@ -44,6 +46,7 @@ from kubetune_api.protocol import (
     DEFAULT_TERMINATION_LOG,
     ENV_JOB,
     ENV_JOB_NAME,
+    ENV_JOB_UID,
     ENV_TERMINATION_LOG,
     Progress,
     Result,
@@ -129,7 +132,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         # Progress from global rank 0 only (ProgressCallback checks too): one stream per job.
         progress = print_progress if place.is_main_process else None
-        result = run_training(job, job_name=os.environ.get(ENV_JOB_NAME, "local"), on_progress=progress)
+        result = run_training(
+            job,
+            job_name=os.environ.get(ENV_JOB_NAME, "local"),
+            job_uid=os.environ.get(ENV_JOB_UID),
+            on_progress=progress,
+        )
     if place.distributed:
         if result.outcome == "Failed":
             result = result.model_copy(update={"message": f"{place.describe()}: {result.message}"})

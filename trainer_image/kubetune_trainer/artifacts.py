@@ -3,17 +3,24 @@
 Layout of an output location (the same locally and in an object store):
 
     <output>/
+      kubetune-run.json  the run marker: which run owns the output (see ownership.py)
       config.json, model.safetensors, tokenizer files ...   the full model, or
       adapter_config.json, adapter_model.safetensors ...   the LoRA adapter (kind "adapter")
       merged/            base + adapter merged (only with output.mergeAdapter)
       checkpoint-N/      transformers Trainer checkpoints (save_steps / save_strategy)
       kubetune.json      metadata, written last: its presence marks a finished run
 
-A local path or file:// is written in place. For an object store the Trainer writes to a
-local staging directory; every checkpoint is uploaded as soon as the Trainer saves it
-(so a pod retried on another node can resume), and before training the newest complete
-remote checkpoint is downloaded. A checkpoint counts as complete once its
-trainer_state.json exists: the Trainer writes that file last, and we upload it last.
+A local path or file:// is written in place. For an object store every process's Trainer
+writes to a local staging directory of its own; every checkpoint is uploaded as soon as
+the Trainer saves it (so a pod retried on another node can resume), and before training
+every process downloads the newest complete remote checkpoint. A checkpoint counts as
+complete once its trainer_state.json exists: the Trainer writes that file last, and it is
+uploaded last, after every process's files (DeepSpeed and sharded FSDP write a part per
+process).
+
+When a run takes an output over, everything but its complete checkpoints and the marker
+goes (`keep_only_resume_state`), so the model files, merged/ and kubetune.json found at
+the end are this run's own.
 """
 
 from __future__ import annotations
@@ -31,15 +38,19 @@ from typing import Any
 from fsspec import AbstractFileSystem
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
+from kubetune_api.protocol import ENV_STAGING_DIR
 from kubetune_api.uris import LOCAL_SCHEMES, OBJECT_STORE_SCHEMES, PVC_SCHEME, uri_scheme
+from kubetune_trainer.distributed import all_gather
 from kubetune_trainer.errors import ConfigError
 from kubetune_trainer.storage import filesystem
 
 METADATA_FILE = "kubetune.json"
+RUN_MARKER = "kubetune-run.json"
+# A fresh volume's root holds lost+found: no run's files, and not ours to remove.
+IGNORED_ENTRIES = frozenset({"lost+found"})
 MERGED_DIR = "merged"
 TRAINER_STATE = "trainer_state.json"  # transformers.trainer.TRAINER_STATE_NAME
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")  # transformers' PREFIX_CHECKPOINT_DIR + step
-ENV_STAGING_DIR = "KUBETUNE_STAGING_DIR"  # where remote outputs are staged (default: temp dir)
 
 
 @dataclass(frozen=True)
@@ -85,7 +96,14 @@ def open_output(uri: str) -> OutputLocation:
     if scheme not in OBJECT_STORE_SCHEMES:
         raise ConfigError(f"output.uri: unsupported URI scheme {scheme!r} in {uri}")
     fs, root = filesystem(uri)
-    staging = Path(tempfile.mkdtemp(prefix="kubetune-output-", dir=os.environ.get(ENV_STAGING_DIR)))
+    # A long-lived process (HFTrainer in a notebook, the tests) may hold listings of an
+    # earlier run; what is there now decides ownership and resume.
+    fs.invalidate_cache()
+    root = os.environ.get(ENV_STAGING_DIR)
+    if root:
+        # The operator points it into the pod's /cache volume, which starts empty.
+        Path(root).mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix="kubetune-output-", dir=root or None))
     return OutputLocation(uri=uri, local_dir=staging, remote=Remote(fs=fs, root=root))
 
 
@@ -153,30 +171,23 @@ def _download_latest_checkpoint(output: OutputLocation) -> None:
         remote.fs.get_file(remote_file, str(local))
 
 
-def upload_tree(output: OutputLocation, local: Path, last: Iterable[str] = ()) -> None:
-    """Copy a local folder (in output.local_dir) to the same place in the remote.
-
-    Files named in `last` go after the rest, so a reader never sees them before the
-    files they vouch for.
-    """
+def upload_tree(output: OutputLocation, local: Path, skip: Iterable[str] = ()) -> None:
+    """Copy a local folder (in output.local_dir) to the same place in the remote, but for `skip` (file names)."""
     if output.remote is None:
         return
-    remote = output.remote
-    last = set(last)
-    files = sorted(p for p in local.rglob("*") if p.is_file())
-    files.sort(key=lambda p: p.name in last)  # stable: everything else keeps its order
-    for path in files:
-        relative = path.relative_to(output.local_dir).as_posix()
-        target = remote.path(relative)
-        remote.fs.makedirs(target.rsplit("/", 1)[0], exist_ok=True)
-        remote.fs.put_file(str(path), target)
+    skipped = set(skip)
+    for path in sorted(p for p in local.rglob("*") if p.is_file() and p.name not in skipped):
+        upload_file(output, path)
 
 
-def upload_checkpoint(output: OutputLocation, checkpoint: Path) -> None:
-    """Upload one checkpoint, then drop remote checkpoints the Trainer rotated away locally."""
+def finish_checkpoint(output: OutputLocation, checkpoint: Path) -> None:
+    """Upload trainer_state.json (the checkpoint is complete from then on), then drop the
+    remote checkpoints the Trainer rotated away locally. Global rank 0 only."""
     if output.remote is None:
         return
-    upload_tree(output, checkpoint, last=[TRAINER_STATE])
+    state = checkpoint / TRAINER_STATE
+    if state.is_file():
+        upload_file(output, state)
     remote = output.remote
     local_names = {p.name for p in output.local_dir.iterdir() if checkpoint_step(p.name) is not None}
     for step, path in _remote_checkpoints(remote).items():
@@ -185,22 +196,100 @@ def upload_checkpoint(output: OutputLocation, checkpoint: Path) -> None:
 
 
 def publish(output: OutputLocation) -> None:
-    """Upload the final model files (checkpoints are already there), metadata last."""
+    """Upload the final model files (checkpoints are already there), drop the remote files
+    this run did not write, and upload the metadata last."""
     if output.remote is None:
         return
+    local_names: set[str] = set()
     for entry in sorted(output.local_dir.iterdir()):
-        if checkpoint_step(entry.name) is not None or entry.name == METADATA_FILE:
+        local_names.add(entry.name)
+        if checkpoint_step(entry.name) is not None or entry.name in (METADATA_FILE, RUN_MARKER):
             continue
         if entry.is_dir():
             upload_tree(output, entry)
         else:
             upload_file(output, entry)
+    stale = [name for name in output_entries(output) if name not in local_names and _is_artifact(name)]
+    remove_entries(output, stale)
     metadata = output.local_dir / METADATA_FILE
     if metadata.is_file():
         upload_file(output, metadata)
 
 
+def _is_artifact(name: str) -> bool:
+    """A top-level entry that belongs to a run's final model (not resume state, not the marker)."""
+    return checkpoint_step(name) is None and name != RUN_MARKER and name not in IGNORED_ENTRIES
+
+
+def output_entries(output: OutputLocation) -> list[str]:
+    """The names at the top of the output: the remote's for an object store."""
+    if output.remote is None:
+        return sorted(entry.name for entry in output.local_dir.iterdir())
+    remote = output.remote
+    root = remote.root.rstrip("/")
+    try:
+        listed = remote.fs.ls(root, detail=False)
+    except FileNotFoundError:
+        return []
+    return sorted({PurePosixPath(path.rstrip("/")).name for path in listed if path.rstrip("/") != root})
+
+
+def read_output_file(output: OutputLocation, name: str) -> bytes | None:
+    """A file at the top of the output (the remote's for an object store), None when missing."""
+    if output.remote is None:
+        path = output.local_dir / name
+        return path.read_bytes() if path.is_file() else None
+    try:
+        return bytes(output.remote.fs.cat_file(output.remote.path(name)))
+    except FileNotFoundError:
+        return None
+
+
+def write_output_file(output: OutputLocation, name: str, content: bytes) -> None:
+    """Write (and upload) a file at the top of the output; a reader sees the old or the new one, whole."""
+    path = output.local_dir / name
+    partial = path.with_name(f".{name}.partial")
+    partial.write_bytes(content)
+    partial.replace(path)
+    upload_file(output, path)
+
+
+def remove_entries(output: OutputLocation, names: Iterable[str]) -> None:
+    """Remove files or folders at the top of the output, locally and in the remote."""
+    for name in names:
+        local = output.local_dir / name
+        if local.is_dir() and not local.is_symlink():
+            shutil.rmtree(local, ignore_errors=True)
+        else:
+            local.unlink(missing_ok=True)
+        if output.remote is not None:
+            path = output.remote.path(name)
+            if output.remote.fs.exists(path):
+                output.remote.fs.rm(path, recursive=True)
+
+
+def keep_only_resume_state(output: OutputLocation) -> list[str]:
+    """Remove everything but complete checkpoints and the run marker; returns what went.
+
+    Run by the process that takes the output over (global rank 0), before training: a
+    previous run's model files, merged/ and kubetune.json (which would claim a finished
+    run), and checkpoints cut off mid-upload.
+    """
+    if output.remote is None:
+        complete = {
+            entry.name
+            for entry in output.local_dir.iterdir()
+            if checkpoint_step(entry.name) is not None and (entry / TRAINER_STATE).is_file()
+        }
+    else:
+        complete = {f"checkpoint-{step}" for step in _remote_checkpoints(output.remote)}
+    stale = [name for name in output_entries(output) if name not in complete | {RUN_MARKER, *IGNORED_ENTRIES}]
+    remove_entries(output, stale)
+    return stale
+
+
 def upload_file(output: OutputLocation, path: Path) -> None:
+    """Copy one file (in output.local_dir) to the same place in the remote."""
     if output.remote is None:
         return
     target = output.remote.path(path.relative_to(output.local_dir).as_posix())
@@ -216,14 +305,38 @@ def write_metadata(output: OutputLocation, metadata: dict[str, Any]) -> Path:
 
 
 class CheckpointUploader(TrainerCallback):
-    """Uploads each checkpoint right after the Trainer saves it (main process only)."""
+    """Uploads each checkpoint right after the Trainer saves it, from every process.
+
+    Every process uploads the files it wrote into its own staging folder (global rank 0
+    the model, optimizer and scheduler; each rank its RNG state; with DeepSpeed or a
+    sharded FSDP state dict, each rank its shard). Then the processes compare notes
+    (one all_gather, which is also the barrier), and only when every upload went through
+    does global rank 0 upload trainer_state.json, which makes the checkpoint a resume
+    point. A failed upload fails every process, so no rank trains on with a checkpoint
+    missing. Other ranks drop their local copy once it is uploaded (the Trainer rotates
+    only rank 0's), so sharded checkpoints do not pile up on their disks.
+    """
 
     def __init__(self, output: OutputLocation) -> None:
         self.output = output
 
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
-        if self.output.remote is None or not state.is_world_process_zero:
+        if self.output.remote is None:
             return
         checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if checkpoint.is_dir():
-            upload_checkpoint(self.output, checkpoint)
+        problem = None
+        try:
+            if checkpoint.is_dir():
+                upload_tree(self.output, checkpoint, skip=[TRAINER_STATE])
+        except Exception as error:  # reported to every rank below, then raised
+            problem = f"{type(error).__name__}: {error}"
+        failures = [f"rank {rank}: {report}" for rank, report in enumerate(all_gather(problem)) if report]
+        if failures:
+            raise RuntimeError(
+                f"upload of {checkpoint.name} to {self.output.uri} failed ({'; '.join(failures)}); "
+                "it stays incomplete, so a retry resumes from the checkpoint before it"
+            )
+        if state.is_world_process_zero:
+            finish_checkpoint(self.output, checkpoint)
+        else:
+            shutil.rmtree(checkpoint, ignore_errors=True)

@@ -30,8 +30,9 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from kubetune_trainer.errors import ConfigError
 from kubetune_trainer.eval_metrics import Metrics
+from kubetune_trainer.final_save import save_final_model
 from kubetune_trainer.inputs import to_dataset
-from kubetune_trainer.labels import LabelScheme
+from kubetune_trainer.labels import DEFAULT_MAX_LABELS, LabelScheme
 from kubetune_trainer.memory import limit_heap_fragmentation
 from kubetune_trainer.models import LoadReport, load_base, load_model
 from kubetune_trainer.peft_config import lora_config, plan_quantization, quantization_config
@@ -83,6 +84,7 @@ class HFTrainer:
         quantize: QuantizeArg = None,
         lora: LoraArg = None,
         callbacks: list[TrainerCallback] | None = None,
+        maxlabels: int = DEFAULT_MAX_LABELS,
         **args: Any,
     ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
         """Train `base` on `train` and return (model, tokenizer), the model in eval mode.
@@ -103,6 +105,7 @@ class HFTrainer:
             quantize: True (4-bit NF4), a dict of BitsAndBytesConfig arguments, or a config
             lora: True (r 16, alpha 8, all-linear), a dict of LoraConfig arguments, or a config
             callbacks: transformers TrainerCallbacks (progress reporting)
+            maxlabels: text-classification: the most outputs a label head may have
             args: any transformers.TrainingArguments field (plus group_by_length)
         """
         self._reset()
@@ -142,6 +145,7 @@ class HFTrainer:
             pad_to_multiple_of=8 if training.fp16 or training.bf16 else None,
             lengths=training.train_sampling_strategy == "group_by_length",
             known_labels=_named_labels(config),
+            max_labels=maxlabels,
         )
         for warning in prepared.warnings:
             self._warn(warning)
@@ -177,10 +181,9 @@ class HFTrainer:
                 }
             )
 
-        if training.output_dir and training.should_save:
+        if training.output_dir:
             # Full model, or only the adapter with LoRA; the tokenizer goes beside it.
-            self.trainer.save_model()
-            self.trainer.save_state()
+            save_final_model(self.trainer)
 
         return trained.eval(), tokenizer
 

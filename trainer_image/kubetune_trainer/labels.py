@@ -9,6 +9,12 @@ crashed and a label column not called `label` was dropped. Here:
   names kept for the model config's id2label / label2id. When the base model already
   names every label (a model fine-tuned before), its ids are kept;
 * non-negative integers (and bools): class ids as given; num_labels = max + 1.
+
+A head has at most `max_labels` outputs (DEFAULT_MAX_LABELS unless HFTrainer's
+`maxlabels` or the runner's KUBETUNE_MAX_LABELS says otherwise). More is nearly always
+a column of ids (user or product ids, timestamps) taken for class ids, or the wrong
+column: a head of a billion outputs would fail much later, as an out-of-memory that a
+retry cannot fix. It is refused as invalid data instead, naming what was found.
 """
 
 from __future__ import annotations
@@ -20,7 +26,13 @@ from typing import Any, Literal
 
 from datasets import Dataset
 
-from kubetune_trainer.errors import DataError
+from kubetune_trainer.errors import ConfigError, DataError
+
+# Larger than any common text classification set; the head costs about
+# 16 bytes x hidden size x labels in training (weights, gradients, Adam).
+DEFAULT_MAX_LABELS = 10_000
+ENV_MAX_LABELS = "KUBETUNE_MAX_LABELS"
+_LIMIT_NAMES = f"{ENV_MAX_LABELS} / HFTrainer maxlabels"
 
 LabelKind = Literal["single", "multi", "regression"]
 
@@ -105,11 +117,32 @@ def _vector(value: Any, size: int, role: str) -> list[float]:
     return [_number(item, role) for item in items]
 
 
-def infer_labels(dataset: Dataset, column: str, known: Mapping[str, int] | None = None) -> LabelScheme:
+def max_labels_from(environ: Mapping[str, str]) -> int:
+    """The head size limit set in KUBETUNE_MAX_LABELS (DEFAULT_MAX_LABELS when unset)."""
+    text = environ.get(ENV_MAX_LABELS, "").strip()
+    if not text:
+        return DEFAULT_MAX_LABELS
+    try:
+        limit = int(text)
+    except ValueError:
+        limit = 0
+    if limit < 2:
+        raise ConfigError(
+            f"{ENV_MAX_LABELS}={text!r}: expected a whole number of labels, at least 2 (default {DEFAULT_MAX_LABELS})"
+        )
+    return limit
+
+
+def infer_labels(
+    dataset: Dataset,
+    column: str,
+    known: Mapping[str, int] | None = None,
+    max_labels: int = DEFAULT_MAX_LABELS,
+) -> LabelScheme:
     """The label scheme of `dataset[column]` (the training data).
 
     `known`: the base model's label2id; used when it names every string label, so a
-    model trained before keeps its label ids.
+    model trained before keeps its label ids. `max_labels`: the largest head allowed.
     """
     values = dataset[column]
     if any(value is None for value in values):
@@ -120,21 +153,39 @@ def infer_labels(dataset: Dataset, column: str, known: Mapping[str, int] | None 
     if any(isinstance(value, str) for value in values):
         if not all(isinstance(value, str) for value in values):
             raise DataError(f"train: column {column!r} mixes text and numeric labels")
-        return _categories({_name(value) for value in values}, known)
+        return _categories({_name(value) for value in values}, known, column, max_labels)
     numbers = [_number(value, "train") for value in values]
     if any(number != int(number) for number in numbers):
         return LabelScheme("regression", 1)
     if min(numbers) < 0:
         # Negative ids cannot index logits: treat them as named categories.
-        return _categories({_name(int(number)) for number in numbers}, known)
-    return LabelScheme("single", max(2, int(max(numbers)) + 1))
+        return _categories({_name(int(number)) for number in numbers}, known, column, max_labels)
+    largest = int(max(numbers))
+    if largest + 1 > max_labels:
+        distinct = len(set(numbers))
+        raise DataError(
+            f"train: label column {column!r} holds whole numbers up to {largest} ({distinct} distinct values), "
+            f"read as class ids 0..{largest}: a head of {largest + 1} outputs, more than the limit of {max_labels} "
+            f"({_LIMIT_NAMES}). If the numbers are ids of categories, map them to 0..{distinct - 1} or make them "
+            f"text (e.g. 'c{largest}'), and kubetune numbers the {distinct} categories itself; if they are a "
+            "quantity to predict, kubetune trains a regression on fractional numbers; if it is the wrong column, "
+            "name the columns in data.columns (the label comes last); if there are that many classes, raise the limit"
+        )
+    return LabelScheme("single", max(2, largest + 1))
 
 
-def _categories(names: set[str], known: Mapping[str, int] | None) -> LabelScheme:
+def _categories(names: set[str], known: Mapping[str, int] | None, column: str, max_labels: int) -> LabelScheme:
     if known and names <= set(known) and sorted(known.values()) == list(range(len(known))):
         ordered = tuple(sorted(known, key=lambda name: known[name]))
         return LabelScheme("single", len(ordered), ordered)
     if len(names) < 2:
         raise DataError(f"train: every row has the label {next(iter(names))!r}; a classifier needs at least two")
+    if len(names) > max_labels:
+        examples = ", ".join(repr(name) for name in sorted(names)[:3])
+        raise DataError(
+            f"train: label column {column!r} has {len(names)} distinct values ({examples}, ...), more than the "
+            f"limit of {max_labels} labels ({_LIMIT_NAMES}): if it is the wrong column (free text, ids), name the "
+            "columns in data.columns (the label comes last); if there are that many classes, raise the limit"
+        )
     ordered = tuple(sorted(names))
     return LabelScheme("single", len(ordered), ordered)

@@ -1,6 +1,8 @@
 """kubetune.json: what was trained, from what, how, and with which libraries.
 
 Written last into the output, and only on success, so its presence marks a finished run.
+Credential-like values in trainingArgs, lora and quantize (hub_token, *_key, *_secret,
+passwords, connection strings: `kubetune_api.credentials`) are written as "<redacted>".
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from importlib import metadata as importlib_metadata
 from typing import Any
 
 from kubetune_api import __version__
+from kubetune_api.credentials import redact
 from kubetune_api.protocol import Artifact
 from kubetune_api.training import Task, TrainingSpec
 from kubetune_trainer.distributed import DistributedEnv
@@ -24,6 +27,8 @@ def build_metadata(
     spec: TrainingSpec,
     *,
     job_name: str,
+    job_uid: str | None = None,
+    training_hash: str | None = None,
     artifact: Artifact,
     metrics: dict[str, float],
     warnings: list[str],
@@ -42,6 +47,8 @@ def build_metadata(
     return {
         "kubetuneVersion": __version__,
         "job": job_name,
+        "jobUid": job_uid,
+        "trainingHash": training_hash,
         "task": Task(spec.task).value,
         "base": {"model": spec.base.model, "revision": spec.base.revision},
         "data": {
@@ -53,11 +60,11 @@ def build_metadata(
             "validationRows": validation_rows,
         },
         "maxLength": spec.max_length,
-        "quantize": {"requested": spec.quantize, "applied": quantized},
-        "lora": spec.lora,
-        "trainingArgs": spec.training_args,
-        "uncheckedTrainingArgs": spec.unchecked_training_args,
-        "resolvedTrainingArgs": _changed_training_args(trainer_args),
+        "quantize": {"requested": redact(spec.quantize), "applied": quantized},
+        "lora": redact(spec.lora),
+        "trainingArgs": redact(spec.training_args),
+        "uncheckedTrainingArgs": redact(spec.unchecked_training_args),
+        "resolvedTrainingArgs": redact(_changed_training_args(trainer_args)),
         "artifact": artifact.model_dump(mode="json", by_alias=True, exclude_none=True),
         "metrics": metrics,
         "warnings": warnings,

@@ -1,10 +1,12 @@
 """Run one job's training part end to end and say how it went as a `protocol.Result`.
 
 Order matters: everything a user can get wrong is checked before the (slow, costly)
-model load — trainingArgs names, the output location, the data, the base model's
-location — so a bad job fails in seconds. Then HFTrainer trains, the output gets the
-model (or adapter, and merged/ on request) plus kubetune.json, and the Result names the
-artifact. A rerun of the same job picks up the newest checkpoint in the output by itself.
+model load — trainingArgs names, the output location and who owns it, the data, the
+base model's location — so a bad job fails in seconds. Then HFTrainer trains, the output
+gets the model (or adapter, and merged/ on request) plus kubetune.json, and the Result
+names the artifact. A rerun of the same job (or of the same spec under a new FineTuneJob)
+picks up the newest checkpoint in the output by itself; an output another spec wrote is
+refused as OutputInUse (see ownership.py).
 
 Under torchrun every rank runs this: every rank checks the job, loads the data and
 picks the checkpoint to resume from, then the ranks compare notes (one all_gather) so
@@ -14,9 +16,9 @@ does DDP / FSDP / DeepSpeed from trainingArgs); only global rank 0 merges, write
 kubetune.json and publishes. All ranks resume from the same explicit checkpoint folder
 (not "the latest"), so a rank cannot see another rank's half-removed checkpoint.
 
-Failures are returned, not raised: `ConfigError` -> InvalidConfig / InvalidData (exit
-78, never retried), out of memory -> OutOfMemory, anything else -> TrainingError (both
-exit 1, retried by the Job's backoffLimit).
+Failures are returned, not raised: `ConfigError` -> InvalidConfig / InvalidData /
+OutputInUse (exit 78, never retried), out of memory -> OutOfMemory, anything else ->
+TrainingError (both exit 1, retried by the Job's backoffLimit).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -31,11 +34,11 @@ from pathlib import Path
 from typing import Any
 
 from kubetune_api.arguments import UNCHECKED_FIELD
-from kubetune_api.protocol import Artifact, FailureReason, Progress, Result, failed
+from kubetune_api.protocol import CONFIG_FAILURES, Artifact, Progress, Result, failed
 from kubetune_api.training import Task, TrainingSpec
 from kubetune_api.uris import PVC_SCHEME, uri_scheme
 from kubetune_trainer.distributed import DistributedEnv
-from kubetune_trainer.errors import ConfigError, DataError
+from kubetune_trainer.errors import ConfigError, config_error_class
 
 # What kubetune sets unless the job says otherwise, and why:
 # - logging_steps 0.05: a progress report every 5% of training (a ratio when < 1), so the
@@ -69,14 +72,18 @@ def run_training(
     spec: TrainingSpec,
     *,
     job_name: str,
+    job_uid: str | None = None,
     on_progress: Callable[[Progress], None] | None = None,
 ) -> Result:
-    """Train `spec`, save the artifact and metadata; never raises for a failed run."""
+    """Train `spec`, save the artifact and metadata; never raises for a failed run.
+
+    `job_name` (namespace/name) and `job_uid` (the FineTuneJob's uid; None for a local
+    run) go into the output's run marker and kubetune.json.
+    """
     try:
-        return _run(spec, job_name, on_progress)
+        return _run(spec, job_name, job_uid, on_progress)
     except ConfigError as error:
-        reason: FailureReason = "InvalidData" if error.reason == "InvalidData" else "InvalidConfig"
-        return failed(reason, str(error))
+        return failed(error.reason, str(error))
     except Exception as error:
         if is_out_of_memory(error):
             return failed("OutOfMemory", f"out of memory: {error}")
@@ -140,9 +147,22 @@ def resolve_base(spec: TrainingSpec, warnings: list[str]) -> str:
     return snapshot_download(model, revision=revision, ignore_patterns=_SNAPSHOT_IGNORE)
 
 
-def _run(spec: TrainingSpec, job_name: str, on_progress: Callable[[Progress], None] | None) -> Result:
-    from kubetune_trainer import artifacts, metadata
+def check_output_fits(spec: TrainingSpec, place: DistributedEnv) -> None:
+    """ConfigError for trainingArgs this output cannot serve on this many processes (kubetune_api.sharding)."""
+    from kubetune_api.sharding import sharded_checkpoint_problem
+
+    assert spec.output is not None
+    problem = sharded_checkpoint_problem(spec.training_args, spec.output.uri, place.world_size)
+    if problem is not None:
+        raise ConfigError(problem)
+
+
+def _run(
+    spec: TrainingSpec, job_name: str, job_uid: str | None, on_progress: Callable[[Progress], None] | None
+) -> Result:
+    from kubetune_trainer import artifacts, metadata, ownership
     from kubetune_trainer.data_sources import load_data
+    from kubetune_trainer.labels import max_labels_from
     from kubetune_trainer.progress_callback import ProgressCallback
 
     started_at = datetime.now(timezone.utc)
@@ -157,7 +177,12 @@ def _run(spec: TrainingSpec, job_name: str, on_progress: Callable[[Progress], No
     # Also sets up the process group under torchrun (TrainingArguments does, through accelerate).
     check_training_args(spec.training_args, str(output.local_dir), spec.unchecked_training_args)
     place = DistributedEnv.from_environ()
+    check_output_fits(spec, place)
+    max_labels = max_labels_from(os.environ)
+    run = ownership.RunIdentity.of(spec, job=job_name, uid=job_uid, processes=place.world_size)
     try:
+        # Who owns the output first: nothing in another run's output is read or removed.
+        warnings += ownership.check_owner(output, run)
         data = load_data(spec.data)
         base = resolve_base(spec, warnings)
         checkpoint, resume_warnings = artifacts.prepare_resume(output)
@@ -165,10 +190,14 @@ def _run(spec: TrainingSpec, job_name: str, on_progress: Callable[[Progress], No
         agree_before_training(place, error, None)
         raise
     agree_before_training(place, None, checkpoint)
+    if place.is_main_process:
+        removed = ownership.claim(output, run, started_at)
+        if removed:
+            warnings.append(f"removed from the output what an earlier run of this spec left: {', '.join(removed)}")
     warnings += resume_warnings
     resumed_from = _trainer_step(checkpoint) if checkpoint is not None else None
     if checkpoint is not None:
-        # Worth saying: a changed spec does not restart a run whose output holds checkpoints.
+        # Worth saying: the same spec resumes, also under a new FineTuneJob (ownership.py).
         warnings.append(
             f"resumed from {checkpoint.name} (step {resumed_from}) found in the output; "
             "use another output.uri to start from scratch"
@@ -198,6 +227,7 @@ def _run(spec: TrainingSpec, job_name: str, on_progress: Callable[[Progress], No
         quantize=spec.quantize,
         lora=spec.lora,
         callbacks=callbacks,
+        maxlabels=max_labels,
         **training_args,
     )
     warnings += list(trainer.warnings)
@@ -226,6 +256,8 @@ def _run(spec: TrainingSpec, job_name: str, on_progress: Callable[[Progress], No
         metadata.build_metadata(
             spec,
             job_name=job_name,
+            job_uid=run.uid,
+            training_hash=run.training_hash,
             artifact=artifact,
             metrics=metrics,
             warnings=warnings,
@@ -283,7 +315,7 @@ def agree_before_training(place: DistributedEnv, error: BaseException | None, ch
 
     Called by every rank exactly once (it is a collective) with this rank's error, if
     any, or the checkpoint it would resume from. A ConfigError on any rank becomes a
-    ConfigError (same reason) everywhere, so all ranks exit 78; another error makes the
+    ConfigError of the same reason everywhere, so all ranks exit 78; another error makes the
     other ranks fail as TrainingError; ranks that would resume from different steps
     (a changing output location) fail rather than train out of step.
     """
@@ -302,9 +334,8 @@ def agree_before_training(place: DistributedEnv, error: BaseException | None, ch
         if report is None:
             continue
         kind, message = report
-        if kind in ("InvalidConfig", "InvalidData"):
-            config_error = DataError if kind == "InvalidData" else ConfigError
-            raise config_error(f"(found by rank {rank}) {message}")
+        if kind in CONFIG_FAILURES:
+            raise config_error_class(kind)(f"(found by rank {rank}) {message}")
         raise RuntimeError(f"rank {rank} failed before training: {message}")
     chosen = {name for _, name in reports}
     if len(chosen) > 1:

@@ -25,7 +25,7 @@ from transformers import (
 from kubetune_api.training import TASK_NAMES
 from kubetune_trainer.errors import ConfigError
 from kubetune_trainer.inputs import require_columns
-from kubetune_trainer.labels import LabelScheme, infer_labels
+from kubetune_trainer.labels import DEFAULT_MAX_LABELS, LabelScheme, infer_labels
 from kubetune_trainer.questions import QuestionFeatures
 
 LENGTH_COLUMN = "length"
@@ -189,6 +189,7 @@ def prepare(
     pad_to_multiple_of: int | None = None,
     lengths: bool = False,
     known_labels: dict[str, int] | None = None,
+    max_labels: int = DEFAULT_MAX_LABELS,
 ) -> Prepared:
     """Tokenize `train` (and `validation`) for `task` and pick the collator."""
     cols = task_columns(check_task(task), columns)
@@ -201,7 +202,7 @@ def prepare(
     if task == "text-classification":
         text1, text2, label = cols
         assert text1 is not None and label is not None
-        scheme = infer_labels(train, label, known_labels)
+        scheme = infer_labels(train, label, known_labels, max_labels)
         make: Callable[[str], Callable[..., Any]] = lambda role: _Classify(  # noqa: E731
             tokenizer, text1, text2, label, scheme, maxlength, role
         )
