@@ -201,3 +201,12 @@ def test_output_uri_of() -> None:
     output = artifacts.OutputLocation(uri="s3://bucket/model/", local_dir=Path("/tmp/x"))
     assert output.uri_of("merged") == "s3://bucket/model/merged"
     assert output.uri_of() == "s3://bucket/model/"
+
+
+def test_a_missing_staging_folder_is_created(s3: Bucket, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The operator stages on the pod's /cache volume, which starts empty."""
+    staging = tmp_path / "cache" / "staging"
+    monkeypatch.setenv(ENV_STAGING_DIR, str(staging))
+    output = open_output(s3.uri("runs/fresh"))
+    assert output.local_dir.parent == staging and output.remote is not None
+    assert output.remote.root.endswith("runs/fresh")

@@ -99,11 +99,11 @@ def open_output(uri: str) -> OutputLocation:
     # A long-lived process (HFTrainer in a notebook, the tests) may hold listings of an
     # earlier run; what is there now decides ownership and resume.
     fs.invalidate_cache()
-    root = os.environ.get(ENV_STAGING_DIR)
-    if root:
+    staging_root = os.environ.get(ENV_STAGING_DIR)
+    if staging_root:
         # The operator points it into the pod's /cache volume, which starts empty.
-        Path(root).mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix="kubetune-output-", dir=root or None))
+        Path(staging_root).mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix="kubetune-output-", dir=staging_root or None))
     return OutputLocation(uri=uri, local_dir=staging, remote=Remote(fs=fs, root=root))
 
 
