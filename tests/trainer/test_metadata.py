@@ -11,11 +11,21 @@ from kubetune_trainer.metadata import build_metadata
 
 
 def test_credentials_are_redacted_in_kubetune_json() -> None:
+    # The spec refuses credential keys at the top of trainingArgs, lora and quantize; a nested
+    # one (inside an inline DeepSpeed config) gets through, and an object stored before the
+    # rule existed may hold any: redaction is the second line.
     spec = TrainingSpec.model_validate(
         {
             "base": {"model": "org/base"},
             "data": {"train": "t.csv"},
-            "trainingArgs": {"hub_token": "hf_live", "deepspeed": {"comms_logger": {"api_key": "ds-key"}}},
+            "trainingArgs": {"deepspeed": {"comms_logger": {"api_key": "ds-key"}}},
+            "lora": {"r": 4},
+            "quantize": {"load_in_4bit": True},
+        }
+    )
+    spec = spec.model_copy(
+        update={
+            "training_args": {**spec.training_args, "hub_token": "hf_live"},
             "lora": {"r": 4, "private_key": "lora-secret"},
             "quantize": {"load_in_4bit": True, "auth_token": "bnb-token"},
         }
