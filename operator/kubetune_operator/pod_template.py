@@ -18,7 +18,6 @@ from kubetune_api.protocol import ENV_JOB, ENV_JOB_NAME, ENV_JOB_UID
 from kubetune_api.resource import API_VERSION_STRING, KIND
 from kubetune_operator.settings import OperatorSettings
 
-CONTAINER_NAME = "trainer"
 CACHE_PATH = "/cache"
 TMP_PATH = "/tmp"
 SHM_PATH = "/dev/shm"

@@ -12,7 +12,8 @@ from functools import cached_property
 from typing import Any
 
 from kubetune_api.protocol import Result, decode_result
-from kubetune_operator.builders import ANNOTATION_NODES, ANNOTATION_SPEC_HASH, COMPLETION_INDEX_KEY, CONTAINER_NAME
+from kubetune_api.trainer_pod import COMPLETION_INDEX_KEY, CONTAINER_NAME
+from kubetune_operator.builders import ANNOTATION_NODES, ANNOTATION_SPEC_HASH
 
 Json = Mapping[str, Any]
 

@@ -25,7 +25,7 @@ import kmock
 
 from kubetune_api.protocol import Artifact, Progress, Result, encode_result, format_progress
 from kubetune_api.resource import API_GROUP, API_VERSION, KIND, PLURAL
-from kubetune_operator.builders import COMPLETION_INDEX_KEY, CONTAINER_NAME
+from kubetune_api.trainer_pod import COMPLETION_INDEX_KEY, CONTAINER_NAME
 
 FTJ_RESOURCE = f"{API_GROUP}/{API_VERSION}/{PLURAL}"
 WORKLOAD_RESOURCE = "kueue.x-k8s.io/v1beta1/workloads"
