@@ -14,6 +14,8 @@ two FineTuneJobs never share one.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
+from typing import Any
 
 from kubetune_api.resource import API_GROUP
 
@@ -68,6 +70,20 @@ def run_pods_selector(finetunejob: str, uid: str) -> str:
     """The label selector of one run's trainer pods: its name, and its uid so that the pods
     of a deleted namesake (garbage collection takes a moment) are not taken for its own."""
     return f"{LABEL_MANAGED_BY}={MANAGER},{LABEL_FINETUNEJOB}={label_value(finetunejob)},{LABEL_RUN}={uid}"
+
+
+def completion_index(metadata: Mapping[str, Any]) -> int:
+    """A pod's completion index in an Indexed Job (its rank's node); 0 for the pod of a plain Job."""
+    for source in (metadata.get("annotations"), metadata.get("labels")):
+        text = (source or {}).get(COMPLETION_INDEX_KEY)
+        if text is not None and str(text).isdigit():
+            return int(text)
+    return 0
+
+
+def creation_order(metadata: Mapping[str, Any]) -> tuple[str, str]:
+    """Sorts pods of one Job oldest first: by creation time (RFC 3339 sorts as text), then name."""
+    return str(metadata.get("creationTimestamp") or ""), str(metadata.get("name", ""))
 
 
 # The server-side label selector of the operator's Job and pod watches.
