@@ -67,7 +67,7 @@ def fetch_pod(run: RunStatus, claim: str, image: str) -> dict[str, Any]:
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
-            "generateName": dns_label(run.name, "-fetch-", limit=57),
+            "generateName": dns_label(run.name, "-fetch-", limit=57, dots=True),
             "namespace": run.namespace,
             "labels": {LABEL_NAME: FETCH_APP, LABEL_MANAGED_BY: FETCH_MANAGER, LABEL_FETCH_FOR: label_value(run.name)},
             "ownerReferences": [{"apiVersion": API_VERSION_STRING, "kind": KIND, "name": run.name, "uid": run.uid}],

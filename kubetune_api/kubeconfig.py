@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 DEFAULT_KUBECONFIG = "~/.kube/config"
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 DEFAULT_NAMESPACE = "default"
@@ -69,6 +71,7 @@ def connect(context: str | None = None, namespace: str | None = None, kubeconfig
     files = kubeconfig_files(kubeconfig)
     if files:
         joined = os.pathsep.join(files)
+        context = context or first_current_context(files)
         try:
             k8s_config.load_kube_config(
                 config_file=joined, context=context, client_configuration=configuration, persist_config=False
@@ -94,6 +97,19 @@ def connect(context: str | None = None, namespace: str | None = None, kubeconfig
         f"no kube config found ({_looked_at(kubeconfig)}) and not running in a pod: "
         "set KUBECONFIG, pass --kubeconfig, or run `kubectl config view` to check your setup"
     )
+
+
+def first_current_context(files: list[str]) -> str | None:
+    """The current-context kubectl uses: the first file's that sets one. (The `kubernetes`
+    package's merger takes the last file's.)"""
+    for path in files:
+        try:
+            current = (yaml.safe_load(Path(path).read_text()) or {}).get("current-context")
+        except (OSError, yaml.YAMLError, AttributeError):
+            continue  # the loader reports a broken file with its own message
+        if current:
+            return str(current)
+    return None
 
 
 def _looked_at(kubeconfig: str | None) -> str:

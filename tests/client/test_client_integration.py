@@ -11,7 +11,9 @@ import pytest
 
 from kubetune_api.client import Client, NoTrainerPodError
 from kubetune_api.fetch_pvc import FETCH_MANAGER, FetchError
-from kubetune_api.kube_http import NotFoundError
+from kubetune_api.hftrainer_spec import NotForClusterError
+from kubetune_api.kube_http import KubeError, NotFoundError
+from kubetune_api.manifest import ManifestError
 from kubetune_api.outcomes import EXIT_FAILED, EXIT_INVALID_CONFIG
 from kubetune_api.protocol import Progress
 from kubetune_api.run_status import RunFailed, RunStatus
@@ -266,3 +268,43 @@ async def until(check: Any, timeout: float = 10.0) -> None:
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("timed out")
         await asyncio.sleep(0.02)
+
+
+async def test_submit_takes_a_spec_a_dict_a_manifest_or_a_file(
+    cluster: FakeCluster, client: Client, tmp_path: Path
+) -> None:
+    from kubetune_api.finetunejob import FineTuneJobSpec
+
+    generated = await asyncio.to_thread(client.submit, FineTuneJobSpec.model_validate(SPEC))
+    assert generated.startswith("tiny-bert-") and generated != "tiny-bert-"  # the API server completes it
+    assert await asyncio.to_thread(client.submit, SPEC, name="from-dict") == "from-dict"
+    assert await asyncio.to_thread(client.submit, finetunejob("from-object"), labels={"team": "nlp"}) == "from-object"
+    assert (await cluster.get_ftj("from-object"))["metadata"]["labels"] == {"team": "nlp"}
+
+    import yaml
+
+    two = tmp_path / "two.yaml"
+    two.write_text(yaml.safe_dump_all([finetunejob("first"), finetunejob("second")]))
+    with pytest.raises(ManifestError, match="holds 2 FineTuneJobs: use submit_all"):
+        await asyncio.to_thread(client.submit, two)
+    assert await asyncio.to_thread(client.submit_all, two, namespace="team-c") == ["first", "second"]
+    assert await cluster.get_ftj("second", namespace="team-c") is not None
+    one = tmp_path / "one.yaml"
+    one.write_text(yaml.safe_dump(finetunejob("from-file")))
+    assert await asyncio.to_thread(client.submit, one, gpus=0, spec_fields={"nodes": 1}) == "from-file"
+    assert (await cluster.get_ftj("from-file"))["spec"]["resources"] == {"gpus": 0}
+
+    with pytest.raises(KubeError, match="exists already"):
+        await asyncio.to_thread(client.submit, one)
+
+
+async def test_submit_refuses_before_creating_anything(cluster: FakeCluster, client: Client) -> None:
+    with pytest.raises(NotForClusterError, match="train: a list lives in this Python process"):
+        await asyncio.to_thread(client.submit, "org/base", [{"text": "good", "label": 1}], name="in-memory")
+    with pytest.raises(NotForClusterError, match="is a path on this machine"):
+        await asyncio.to_thread(client.submit, "org/base", "data/train.csv", output="s3://b/out")
+    with pytest.raises(ManifestError, match=r"spec\.resources\.gpus"):
+        await asyncio.to_thread(client.submit, "org/base", "s3://b/t.csv", gpus=-1)
+    with pytest.raises(TypeError, match="need the training data"):
+        await asyncio.to_thread(client.submit, "org/base", learning_rate=1e-4)
+    assert not ((await cluster.request("GET", cluster.ftj_path("default"))) or {}).get("items")
