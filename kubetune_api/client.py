@@ -115,7 +115,7 @@ class Client:
         spec = document.setdefault("spec", {})
         overrides: dict[str, Any] = dict(spec_fields or {})
         if output is not None:
-            overrides["output"] = {"uri": output}
+            overrides["output"] = {**(overrides.get("output") or {}), "uri": output}
         if gpus is not None:
             overrides["resources"] = {**(overrides.get("resources") or {}), "gpus": gpus}
         if isinstance(spec, dict):

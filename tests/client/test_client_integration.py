@@ -278,6 +278,9 @@ async def test_submit_takes_a_spec_a_dict_a_manifest_or_a_file(
     generated = await asyncio.to_thread(client.submit, FineTuneJobSpec.model_validate(SPEC))
     assert generated.startswith("tiny-bert-") and generated != "tiny-bert-"  # the API server completes it
     assert await asyncio.to_thread(client.submit, SPEC, name="from-dict") == "from-dict"
+    merged = {"output": {"mergeAdapter": True}}
+    await asyncio.to_thread(client.submit, SPEC, name="merged", output="s3://b/o2", spec_fields=merged)
+    assert (await cluster.get_ftj("merged"))["spec"]["output"] == {"uri": "s3://b/o2", "mergeAdapter": True}
     assert await asyncio.to_thread(client.submit, finetunejob("from-object"), labels={"team": "nlp"}) == "from-object"
     assert (await cluster.get_ftj("from-object"))["metadata"]["labels"] == {"team": "nlp"}
 
