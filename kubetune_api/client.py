@@ -34,6 +34,8 @@ from kubetune_api.trainer_pod import CONTAINER_NAME, run_pods_selector
 from kubetune_api.training import TrainingSpec
 from kubetune_api.uris import PVC_SCHEME, uri_scheme
 
+# Looks at a run in a row that may fail (API server restarting, throttled) before wait gives up.
+TRANSIENT_FAILURES = 10
 JobSource = TrainingSpec | Mapping[str, Any] | str | os.PathLike[str]
 Callback = Callable[[RunStatus], None]
 
@@ -178,8 +180,18 @@ class Client:
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         last: RunStatus | None = None
+        failures = 0
         while True:
-            run = self.get(name, namespace=namespace)
+            try:
+                run = self.get(name, namespace=namespace)
+                failures = 0
+            except KubeError as error:
+                # A run takes hours; an API server restart or a throttled request must not end the wait.
+                failures += 1
+                if not error.transient or failures > TRANSIENT_FAILURES:
+                    raise
+                time.sleep(self.interval)
+                continue
             if callback is not None and (last is None or run.status != last.status):
                 callback(run)
             last = run
@@ -224,9 +236,10 @@ class Client:
             detail = ": ".join(part for part in (run.phase, run.reason, run.message) if part) or "no status yet"
             hint = "its pods are gone; the status keeps the outcome" if run.finished else "follow=True waits for it"
             raise NoTrainerPodError(f"{run.name}: {state}{where} ({detail}); {hint}")
-        return self._lines(run.namespace, pod["metadata"]["name"], follow=False, tail=tail)
+        return self.pod_log(run.namespace, pod["metadata"]["name"], follow=False, tail=tail)
 
-    def _lines(self, namespace: str, pod: str, *, follow: bool, tail: int | None) -> Iterator[str]:
+    def pod_log(self, namespace: str, pod: str, *, follow: bool, tail: int | None) -> Iterator[str]:
+        """The trainer container's log of one pod, line by line."""
         path = api_path("namespaces", namespace, "pods", pod, "log")
         return self._http.lines(path, {"container": CONTAINER_NAME, "follow": follow, "tailLines": tail})
 
@@ -285,7 +298,7 @@ class _RunLogs:
         return self._client.get(self._run.name, namespace=self._run.namespace).finished
 
     def lines(self, pod: str, follow: bool, tail: int | None) -> Iterator[str]:
-        return self._client._lines(self._run.namespace, pod, follow=follow, tail=tail)
+        return self._client.pod_log(self._run.namespace, pod, follow=follow, tail=tail)
 
 
 __all__ = ["Client", "NoTrainerPodError", "RunFailed", "RunStatus"]

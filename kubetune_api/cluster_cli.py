@@ -51,15 +51,29 @@ def _connected(handler: Handler) -> Callable[[argparse.Namespace], int]:
         except (ManifestError, NotForClusterError) as error:
             print(f"error: {error}", file=sys.stderr)
             return EXIT_INVALID_CONFIG
-        except NotFoundError:
-            namespace = args.namespace or "the context's namespace"
-            print(f"error: no {KIND} {getattr(args, 'name', '')!r} in {namespace}", file=sys.stderr)
+        except NotFoundError as error:
+            print(f"error: {_not_found(error, args)}", file=sys.stderr)
             return EXIT_FAILED
+        except OSError as error:  # the manifest file, as kubetune validate says it
+            print(f"error: {error}", file=sys.stderr)
+            return EXIT_INVALID_CONFIG
         except (KubeConfigError, KubeError, NoTrainerPodError, FetchError, TimeoutError, ValueError) as error:
             print(f"error: {error}", file=sys.stderr)
             return EXIT_FAILED
 
     return run
+
+
+# What the API server says when it does not know the resource at all (no CRD), rather than
+# the one object.
+UNKNOWN_RESOURCE = "could not find the requested resource"
+
+
+def _not_found(error: NotFoundError, args: argparse.Namespace) -> str:
+    name = getattr(args, "name", None)
+    if name and UNKNOWN_RESOURCE not in error.detail:
+        return f"no {KIND} {name!r} in namespace {args.namespace or 'of the kube context'}"
+    return f"{error.detail}: is kubetune installed in this cluster (the {CRD_NAME} CRD)? See docs/install.md"
 
 
 def _wait(client: Client, name: str, timeout: float | None) -> int:

@@ -34,11 +34,24 @@ class KubeError(RuntimeError):
             detail = text
         self.status = status
         self.detail = str(detail)[:MAX_DETAIL]
-        super().__init__(f"{what}: HTTP {status}: {self.detail}")
+        super().__init__(f"{what}: HTTP {status}: {self.detail}" if status else f"{what}: {self.detail}")
+
+    @property
+    def transient(self) -> bool:
+        """Throttling or the server's trouble: the same request may pass later."""
+        return self.status == 429 or self.status >= 500
 
 
 class NotFoundError(KubeError):
-    """404: no such object."""
+    """404: no such object (or no such resource: the CRD is not installed)."""
+
+
+class UnreachableError(KubeError):
+    """No answer from the API server (connection refused, TLS, timeout): status 0."""
+
+    @property
+    def transient(self) -> bool:
+        return True
 
 
 def api_path(*segments: str, group: str = "", version: str = "v1") -> str:
@@ -89,22 +102,28 @@ class KubeHttp:
         return headers
 
     def _send(self, method: str, path: str, query: Query | None, body: Any, content_type: str, stream: bool) -> Any:
+        import urllib3
+
         url = self.connection.server + path + _query(query)
         data = None if body is None else json.dumps(body).encode()
-        response = self._pool.request(
-            method,
-            url,
-            body=data,
-            headers=self._headers(content_type if data is not None else None),
-            timeout=self._stream_timeout if stream else self._timeout,
-            preload_content=not stream,
-            retries=False,
-        )
+        try:
+            response = self._pool.request(
+                method,
+                url,
+                body=data,
+                headers=self._headers(content_type if data is not None else None),
+                timeout=self._stream_timeout if stream else self._timeout,
+                preload_content=not stream,
+                retries=False,
+            )
+        except urllib3.exceptions.HTTPError as failure:
+            why = f"cannot reach the API server at {self.connection.server}: {failure}"
+            raise UnreachableError(0, f"{method} {path}", why.encode()) from None
         if response.status >= 400:
             detail = response.data if not stream else response.read()
             response.release_conn()
-            error = NotFoundError if response.status == 404 else KubeError
-            raise error(response.status, f"{method} {path}", detail)
+            refusal = NotFoundError if response.status == 404 else KubeError
+            raise refusal(response.status, f"{method} {path}", detail)
         return response
 
     def request(

@@ -140,7 +140,7 @@ async def test_get_and_status_show_progress_eta_loss_eval_and_reason(cluster: Fa
     assert "Phase: Pending (Unschedulable: 0/3 nodes: GPU)" in out
 
     code, _, err = await kubetune("status", "nobody", "-n", "team-a")
-    assert code == EXIT_FAILED and "no FineTuneJob 'nobody' in team-a" in err
+    assert code == EXIT_FAILED and "no FineTuneJob 'nobody' in namespace team-a" in err
 
 
 async def test_logs_rank_and_follow(cluster: FakeCluster) -> None:
@@ -200,6 +200,38 @@ async def test_no_kube_config_says_where_it_looked(
     code, _, err = await kubetune("get")
     assert code == EXIT_FAILED
     assert f"no kube config found (looked at KUBECONFIG={tmp_path / 'missing'})" in err
+
+
+async def test_an_api_server_that_does_not_answer(
+    cluster: FakeCluster, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import socket
+
+    from tests.operator.conftest import write_kubeconfig
+
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]  # closed again: nothing listens there
+    monkeypatch.setenv("KUBECONFIG", str(write_kubeconfig(tmp_path / "config", f"http://127.0.0.1:{port}")))
+    code, _, err = await kubetune("get")
+    assert code == EXIT_FAILED
+    assert f"cannot reach the API server at http://127.0.0.1:{port}" in err
+
+
+async def test_a_cluster_without_the_crd(cluster: FakeCluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    from kubetune_api.kube_http import NotFoundError
+
+    def no_crd(*_: Any, **__: Any) -> Any:
+        raise NotFoundError(
+            404,
+            "GET /apis/kubetune.io/v1alpha1/...",
+            b'{"message": "the server could not find the requested resource"}',
+        )
+
+    monkeypatch.setattr("kubetune_api.kube_http.KubeHttp.request", no_crd)
+    code, _, err = await kubetune("status", "sentiment")
+    assert code == EXIT_FAILED
+    assert "could not find the requested resource: is kubetune installed in this cluster" in err
 
 
 def write_manifest(folder: Path, *documents: dict[str, Any]) -> Path:

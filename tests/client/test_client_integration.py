@@ -311,3 +311,30 @@ async def test_submit_refuses_before_creating_anything(cluster: FakeCluster, cli
     with pytest.raises(TypeError, match="need the training data"):
         await asyncio.to_thread(client.submit, "org/base", learning_rate=1e-4)
     assert not ((await cluster.request("GET", cluster.ftj_path("default"))) or {}).get("items")
+
+
+async def test_wait_rides_out_an_api_server_restart(
+    cluster: FakeCluster, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kubetune_api.kube_http import KubeHttp, UnreachableError
+
+    await asyncio.to_thread(client.submit, finetunejob("patient"))
+    await set_status(cluster, "patient", {"phase": "Succeeded"})
+    real = KubeHttp.request
+    failures = iter([UnreachableError(0, "GET", b"connection refused"), KubeError(503, "GET", b"restarting")])
+
+    def flaky(self: KubeHttp, *args: Any, **kwargs: Any) -> Any:
+        failure = next(failures, None)
+        if failure is not None:
+            raise failure
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(KubeHttp, "request", flaky)
+    assert (await asyncio.to_thread(client.wait, "patient")).succeeded
+
+    def forbidden(self: KubeHttp, *args: Any, **kwargs: Any) -> Any:
+        raise KubeError(403, "GET", b'{"message": "forbidden: User cannot get finetunejobs"}')
+
+    monkeypatch.setattr(KubeHttp, "request", forbidden)
+    with pytest.raises(KubeError, match="forbidden"):  # an answer about the request: no retry
+        await asyncio.to_thread(client.wait, "patient")
