@@ -14,6 +14,7 @@ messages (`kubetune_api.submission`).
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -127,7 +128,7 @@ class Client:
     @staticmethod
     def _one_document(job: Mapping[str, Any] | str | os.PathLike[str]) -> dict[str, Any]:
         if isinstance(job, Mapping):
-            return dict(job)
+            return copy.deepcopy(dict(job))  # the caller's object stays as it was
         documents = read_documents(Path(job))
         if len(documents) != 1:
             raise ManifestError(f"{os.fspath(job)} holds {len(documents)} {KIND}s: use submit_all for it")
@@ -145,10 +146,8 @@ class Client:
             created = self._http.request("POST", self._path(namespace), body=submission.body)
         except KubeError as error:
             if error.status == 409:
-                raise KubeError(
-                    409,
-                    f"{KIND} {namespace}/{submission.name} exists already (delete it first, or choose another name)",
-                ) from None
+                what = f"{KIND} {namespace}/{submission.name} exists already (delete it first, or choose another name)"
+                raise KubeError(409, what, error.detail.encode()) from None
             raise
         return str(created["metadata"]["name"])
 
@@ -233,9 +232,8 @@ class Client:
         if pod is None or not started(pod):
             where = f" for rank {rank}" if run.nodes > 1 else ""
             state = "no trainer pod" if pod is None else f"trainer pod {pod['metadata']['name']} has not started"
-            detail = ": ".join(part for part in (run.phase, run.reason, run.message) if part) or "no status yet"
             hint = "its pods are gone; the status keeps the outcome" if run.finished else "follow=True waits for it"
-            raise NoTrainerPodError(f"{run.name}: {state}{where} ({detail}); {hint}")
+            raise NoTrainerPodError(f"{run.name}: {state}{where}; the run is {run.state}; {hint}")
         return self.pod_log(run.namespace, pod["metadata"]["name"], follow=False, tail=tail)
 
     def pod_log(self, namespace: str, pod: str, *, follow: bool, tail: int | None) -> Iterator[str]:
@@ -265,8 +263,7 @@ class Client:
         """
         run = self.get(name, namespace=namespace)
         if run.artifact is None:
-            detail = ": ".join(part for part in (run.phase, run.reason, run.message) if part) or "not started"
-            raise FetchError(f"{run.name} has no model yet ({detail})")
+            raise FetchError(f"{run.name} has no model yet: the run is {run.state}")
         destination = Path(directory)
         if uri_scheme(run.artifact.uri) == PVC_SCHEME:
             fetch_from_claim(

@@ -54,13 +54,6 @@ def progress_text(progress: ProgressStatus | None, now: datetime) -> str:
     return ", ".join(parts)
 
 
-def state_text(run: RunStatus) -> str:
-    """Phase, and why when there is a reason: "Failed (OOMKilled: ...)"."""
-    phase = run.phase or "Submitted"  # created, not yet seen by the operator
-    detail = ": ".join(part for part in (run.reason, run.message) if part and part != phase)
-    return f"{phase} ({detail})" if detail else phase
-
-
 def detail_lines(run: RunStatus, now: datetime) -> list[str]:
     """`kubetune status NAME`: what the run is, where it is, and what came out of it."""
     status = run.status
@@ -68,7 +61,7 @@ def detail_lines(run: RunStatus, now: datetime) -> list[str]:
         ("Name", f"{run.namespace}/{run.name}"),
         ("Task", run.task or "text-classification"),
         ("Base", run.base),
-        ("Phase", state_text(run)),
+        ("Phase", run.state),
         ("Progress", progress_text(run.progress, now)),
         ("Job", status.job_name),
         ("Pod", status.pod_name),
@@ -111,7 +104,7 @@ def outcome_line(run: RunStatus) -> str:
     """The last line of `kubetune wait`: how it ended and where the model is."""
     if run.succeeded and run.artifact is not None:
         return f"{run.name}: Succeeded, model at {run.artifact.uri}"
-    return f"{run.name}: {state_text(run)}"
+    return f"{run.name}: {run.state}"
 
 
 class ProgressDisplay:
@@ -132,7 +125,7 @@ class ProgressDisplay:
                 self._tqdm = tqdm
 
     def update(self, run: RunStatus) -> None:
-        state, progress = state_text(run), run.progress
+        state, progress = run.state, run.progress
         if self._tqdm is None:
             line = f"{run.name}: {state}"
             if progress is not None and not run.finished:

@@ -98,6 +98,17 @@ class RunStatus:
         return self.status.metrics
 
     @property
+    def why(self) -> str:
+        """ "REASON: MESSAGE" of the status, as far as it has them ("" for neither)."""
+        return ": ".join(part for part in (self.reason, self.message) if part and part != self.phase)
+
+    @property
+    def state(self) -> str:
+        """The phase, and why when there is a reason: "Failed (OOMKilled: ...)"."""
+        phase = self.phase or "Submitted"  # created, not yet seen by the operator
+        return f"{phase} ({self.why})" if self.why else phase
+
+    @property
     def finished(self) -> bool:
         """Succeeded or Failed: the status will not change any more."""
         return self.phase in TERMINAL_PHASES
@@ -118,5 +129,4 @@ class RunFailed(RuntimeError):
     def __init__(self, run: RunStatus) -> None:
         self.run = run
         self.exit_code = run.exit_code or EXIT_FAILED
-        detail = ": ".join(part for part in (run.reason, run.message) if part) or "Failed"
-        super().__init__(f"{run.namespace}/{run.name} failed: {detail}")
+        super().__init__(f"{run.namespace}/{run.name} failed: {run.why or 'Failed'}")
