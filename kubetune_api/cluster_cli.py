@@ -54,10 +54,8 @@ def _connected(handler: Handler) -> Callable[[argparse.Namespace], int]:
         except NotFoundError as error:
             print(f"error: {_not_found(error, args)}", file=sys.stderr)
             return EXIT_FAILED
-        except OSError as error:  # the manifest file, as kubetune validate says it
-            print(f"error: {error}", file=sys.stderr)
-            return EXIT_INVALID_CONFIG
-        except (KubeConfigError, KubeError, NoTrainerPodError, FetchError, TimeoutError, ValueError) as error:
+        except (KubeConfigError, KubeError, NoTrainerPodError, FetchError, ValueError, OSError) as error:
+            # OSError: wait's TimeoutError, a folder fetch cannot write to
             print(f"error: {error}", file=sys.stderr)
             return EXIT_FAILED
 
@@ -102,7 +100,11 @@ def _follow(client: Client, name: str) -> int:
 
 
 def _submit(client: Client, args: argparse.Namespace) -> int:
-    names = client.submit_all(args.file, namespace=args.namespace)
+    try:
+        names = client.submit_all(args.file, namespace=args.namespace)
+    except OSError as error:  # the file cannot be read: as kubetune validate says it
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_INVALID_CONFIG
     for name in names:
         print(f"{CRD_NAME}/{name} created")
     if args.follow:

@@ -94,6 +94,20 @@ async def test_wait_exit_codes(cluster: FakeCluster) -> None:
         assert out.splitlines()[-1].startswith(f"{name}: {status['phase']}")
 
 
+async def test_wait_gives_up_after_its_timeout(cluster: FakeCluster) -> None:
+    await submit(cluster, "queued")
+    await set_status(cluster, "queued", {"phase": "Pending", "reason": "WaitingForAdmission"})
+    code, out, err = await kubetune("wait", "queued", "--timeout", "0.2")
+    assert code == EXIT_FAILED
+    assert "queued: Pending (WaitingForAdmission)" in out
+    assert "default/queued is still Pending after 0.2s" in err
+
+
+async def test_submit_of_a_missing_file(cluster: FakeCluster, tmp_path: Path) -> None:
+    code, _, err = await kubetune("submit", str(tmp_path / "nope.yaml"))
+    assert code == EXIT_INVALID_CONFIG and "No such file or directory" in err
+
+
 async def test_wait_prints_each_change_until_the_end(cluster: FakeCluster) -> None:
     await submit(cluster, "steps")
     command = asyncio.create_task(kubetune("wait", "steps"))
