@@ -23,7 +23,7 @@ from kubetune_api.kubeconfig import Connection
 from kubetune_api.output_layout import wanted
 from kubetune_api.resource import API_VERSION_STRING, KIND
 from kubetune_api.run_status import RunStatus
-from kubetune_api.trainer_pod import LABEL_MANAGED_BY, LABEL_NAME, dns_label, label_value
+from kubetune_api.trainer_pod import LABEL_MANAGED_BY, LABEL_NAME, TRAINER_UID, dns_label, label_value
 from kubetune_api.uris import PVC_SCHEME, check_pvc_uri
 
 # Any image with sh, find and tar; busybox is small and pulled in seconds.
@@ -37,9 +37,6 @@ MOUNT = "/claim"
 # The pod ends itself after this long, should the client die before it deletes it.
 POD_LIFETIME_SECONDS = 3600
 START_TIMEOUT = 300.0
-# The trainer writes as this uid (kubetune_operator.pod_template.TRAINER_UID); reading as
-# the owner works whatever mode the files have.
-READER_UID = 1000
 
 # (connection, namespace, pod, container, command) -> stdout, chunk by chunk; raises
 # FetchError when the command fails.
@@ -67,6 +64,7 @@ def fetch_pod(run: RunStatus, claim: str, image: str) -> dict[str, Any]:
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
+            # 57 + the API server's 5 random characters: a name that is also a valid hostname.
             "generateName": dns_label(run.name, "-fetch-", limit=57, dots=True),
             "namespace": run.namespace,
             "labels": {LABEL_NAME: FETCH_APP, LABEL_MANAGED_BY: FETCH_MANAGER, LABEL_FETCH_FOR: label_value(run.name)},
@@ -79,8 +77,9 @@ def fetch_pod(run: RunStatus, claim: str, image: str) -> dict[str, Any]:
             "terminationGracePeriodSeconds": 0,
             "securityContext": {
                 "runAsNonRoot": True,
-                "runAsUser": READER_UID,
-                "runAsGroup": READER_UID,
+                # As the trainer that wrote the files: the owner reads them whatever their mode.
+                "runAsUser": TRAINER_UID,
+                "runAsGroup": TRAINER_UID,
                 "seccompProfile": {"type": "RuntimeDefault"},
             },
             "containers": [

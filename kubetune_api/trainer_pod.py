@@ -34,6 +34,8 @@ MANAGER = "kubetune"
 ANNOTATION_FINETUNEJOB = f"{API_GROUP}/finetunejob"
 # The container that runs the trainer in every trainer pod.
 CONTAINER_NAME = "trainer"
+# The non-root identity the trainer runs (and writes its outputs) as; the image's USER too.
+TRAINER_UID = 1000
 # Set by the Job controller on each pod of an Indexed Job (also as a label since 1.28).
 COMPLETION_INDEX_KEY = "batch.kubernetes.io/job-completion-index"
 

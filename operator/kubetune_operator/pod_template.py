@@ -16,6 +16,7 @@ from typing import Any
 from kubetune_api.finetunejob import FineTuneJobSpec
 from kubetune_api.protocol import ENV_JOB, ENV_JOB_NAME, ENV_JOB_UID
 from kubetune_api.resource import API_VERSION_STRING, KIND
+from kubetune_api.trainer_pod import TRAINER_UID  # fsGroup makes mounted claims writable by it
 from kubetune_operator.settings import OperatorSettings
 
 CACHE_PATH = "/cache"
@@ -25,8 +26,6 @@ SHM_PATH = "/dev/shm"
 # model's worth of checkpoints fits where the cache's size limit says.
 STAGING_PATH = f"{CACHE_PATH}/staging"
 ENV_STAGING_DIR = "KUBETUNE_STAGING_DIR"  # read by kubetune_trainer.artifacts
-# A non-root identity for the trainer; fsGroup makes mounted claims writable by it.
-TRAINER_UID = 1000
 
 
 @dataclass(frozen=True)
