@@ -1,6 +1,8 @@
 """The `kubetune` command line: this module's own commands plus those the installed parts add.
 
 kubetune validate FILE   check a manifest without running it (here: no torch, no Kopf)
+kubetune submit FILE, get, status, logs, wait, fetch, delete
+                         runs on a cluster, through the Python client (kubetune_api.cluster_cli)
 kubetune run FILE        train a FineTuneJob manifest on this machine (kubetune_trainer.cli)
 kubetune operator ...    run the operator (kubetune_operator.cli)
 kubetune crd             print the CRD generated from the spec models (kubetune_operator.cli)
@@ -24,6 +26,7 @@ from typing import Any
 import yaml
 
 from kubetune_api import __version__
+from kubetune_api.cluster_cli import register as register_cluster_commands
 from kubetune_api.manifest import FineTuneJobManifest, ManifestError, load_manifests
 from kubetune_api.protocol import EXIT_FAILED, EXIT_INVALID_CONFIG, EXIT_SUCCEEDED
 from kubetune_api.validation import LOCAL_POLICY, ClusterPolicy
@@ -100,6 +103,7 @@ def build_parser(extra: Sequence[Register] | None = None) -> argparse.ArgumentPa
     parser.add_argument("--version", action="version", version=f"kubetune {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     _register_validate(commands)
+    register_cluster_commands(commands)
     for register in installed_commands() if extra is None else extra:
         register(commands)
     return parser

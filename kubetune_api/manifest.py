@@ -95,14 +95,14 @@ def parse_manifest(document: Any, policy: ClusterPolicy) -> FineTuneJobManifest:
     return FineTuneJobManifest(name=name, namespace=namespace, labels=dict(metadata.get("labels") or {}), spec=spec)
 
 
-def load_manifests(path: str | Path, policy: ClusterPolicy) -> list[FineTuneJobManifest]:
-    """Every FineTuneJob in a (multi-document) YAML file; other kinds are skipped."""
+def read_documents(path: str | Path) -> list[dict[str, Any]]:
+    """The FineTuneJob objects of a (multi-document) YAML file, as written; other kinds are skipped."""
     text = Path(path).read_text()
     try:
         documents = [doc for doc in yaml.safe_load_all(text) if doc]
     except yaml.YAMLError as error:
         raise ManifestError(f"{path}: not valid YAML: {error}") from None
-    jobs = [parse_manifest(doc, policy) for doc in documents if isinstance(doc, dict) and doc.get("kind") == KIND]
+    jobs = [doc for doc in documents if isinstance(doc, dict) and doc.get("kind") == KIND]
     if not jobs:
         found = "; ".join(_describe(doc) for doc in documents) or "no documents"
         raise ManifestError(
@@ -110,3 +110,8 @@ def load_manifests(path: str | Path, policy: ClusterPolicy) -> list[FineTuneJobM
             f"the file holds: {found}"
         )
     return jobs
+
+
+def load_manifests(path: str | Path, policy: ClusterPolicy) -> list[FineTuneJobManifest]:
+    """Every FineTuneJob in a (multi-document) YAML file, validated for `policy`."""
+    return [parse_manifest(doc, policy) for doc in read_documents(path)]

@@ -79,3 +79,17 @@ PROBLEM_REASONS: frozenset[str] = frozenset(
         *get_args(FailureReason),
     }
 )
+
+# Outcomes that say the FineTuneJob itself is wrong (its spec, its data, or a Job the API
+# server refuses): rerunning it as written cannot help, so `kubetune wait` exits
+# EXIT_INVALID_CONFIG for them, as the trainer does for a bad config.
+INVALID_RUN_REASONS: frozenset[str] = frozenset({Reason.INVALID_SPEC, Reason.JOB_CREATE_FAILED, *CONFIG_FAILURES})
+
+
+def outcome_exit_code(phase: str | None, reason: str | None) -> int | None:
+    """The exit code of a finished run's outcome; None while the run is not finished."""
+    if phase not in TERMINAL_PHASES:
+        return None
+    if phase == "Succeeded":
+        return EXIT_SUCCEEDED
+    return EXIT_INVALID_CONFIG if reason in INVALID_RUN_REASONS else EXIT_FAILED

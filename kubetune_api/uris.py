@@ -19,6 +19,18 @@ OUTPUT_SCHEMES = LOCAL_SCHEMES | OBJECT_STORE_SCHEMES | {PVC_SCHEME}
 # Outputs that outlive the pod. A local path (or file://) inside the trainer pod is on its
 # ephemeral disk and vanishes with it, so it is never an acceptable model location there.
 PERSISTENT_OUTPUT_SCHEMES = OBJECT_STORE_SCHEMES | {PVC_SCHEME}
+# The pip package that provides each scheme's fsspec backend (the trainer reads data and
+# writes outputs with them; the client fetches artifacts with them).
+BACKEND_PACKAGES: dict[str, str] = {
+    "s3": "s3fs",
+    "gs": "gcsfs",
+    "gcs": "gcsfs",
+    "az": "adlfs",
+    "abfs": "adlfs",
+    "abfss": "adlfs",
+    "http": "aiohttp",
+    "https": "aiohttp",
+}
 
 
 # pvc://CLAIM/PATH: CLAIM a PersistentVolumeClaim name (a DNS subdomain), PATH segments

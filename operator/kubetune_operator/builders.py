@@ -30,9 +30,14 @@ from kubetune_api.launch_command import RDZV_PORT, rendezvous_endpoint, torchrun
 from kubetune_api.outcomes import EXIT_INVALID_CONFIG
 from kubetune_api.protocol import DEFAULT_TERMINATION_LOG
 from kubetune_api.resource import API_GROUP
-from kubetune_operator.names import LABEL_RUN, job_name, run_object_name, selector_labels
-from kubetune_operator.pod_template import (
+from kubetune_api.trainer_pod import (
+    ANNOTATION_FINETUNEJOB,
     CONTAINER_NAME,
+    LABEL_RUN,
+    selector_labels,
+)
+from kubetune_operator.names import job_name, run_object_name
+from kubetune_operator.pod_template import (
     Owner,
     container_security_context,
     pod_security_context,
@@ -47,11 +52,8 @@ from kubetune_operator.volumes import mount_claims
 # Kueue admits Jobs that carry this label (its value names the LocalQueue).
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 ANNOTATION_SPEC_HASH = f"{API_GROUP}/spec-hash"
-ANNOTATION_FINETUNEJOB = f"{API_GROUP}/finetunejob"
 # On the Job: how many pods (nodes) one attempt has, for the status (absent: 1).
 ANNOTATION_NODES = f"{API_GROUP}/nodes"
-# Set by the Job controller on each pod of an Indexed Job (also as a label since 1.28).
-COMPLETION_INDEX_KEY = "batch.kubernetes.io/job-completion-index"
 RDZV_PORT_NAME = "c10d"
 
 __all__ = ["CONTAINER_NAME", "Owner", "build_headless_service", "build_job", "build_network_policy"]

@@ -30,9 +30,9 @@ from kubetune_api.argument_catalogue import ArgumentKind
 from kubetune_api.argument_schema import argument_schema, cel_rules
 from kubetune_api.finetunejob import QUALIFIED_NAME_PATTERN, SECRET_ENV_PATTERN, FineTuneJobSpec
 from kubetune_api.resource import API_GROUP, API_VERSION, CATEGORY, KIND, PLURAL, SHORT_NAME, SINGULAR
+from kubetune_api.status_model import FineTuneJobStatus
 from kubetune_api.training import TASK_COLUMNS
 from kubetune_api.uris import DOT_SEGMENT_PATTERN, OBJECT_STORE_SCHEMES, PVC_FORM, PVC_SCHEME, PVC_URI_PATTERN
-from kubetune_operator.status_model import FineTuneJobStatus
 
 Schema = dict[str, Any]
 

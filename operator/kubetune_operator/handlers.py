@@ -14,10 +14,10 @@ from typing import Any, cast
 import kopf
 
 from kubetune_api.resource import API_GROUP, API_VERSION, PLURAL
+from kubetune_api.trainer_pod import WATCH_SELECTOR
 from kubetune_operator.events import Event
 from kubetune_operator.indices import TRAINER_SELECTOR, Key, KopfIndices, owner_key
 from kubetune_operator.kube import HttpKubeApi
-from kubetune_operator.names import WATCH_SELECTOR
 from kubetune_operator.prometheus import Metrics
 from kubetune_operator.reconcile import Reconciler
 from kubetune_operator.settings import OperatorSettings, SettingsError

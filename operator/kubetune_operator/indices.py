@@ -18,8 +18,13 @@ from typing import Any, Protocol
 import kopf
 
 from kubetune_api.resource import API_GROUP, API_VERSION, API_VERSION_STRING, KIND, PLURAL
-from kubetune_operator.builders import ANNOTATION_FINETUNEJOB, COMPLETION_INDEX_KEY
-from kubetune_operator.names import LABEL_FINETUNEJOB, LABEL_MANAGED_BY, MANAGER
+from kubetune_api.trainer_pod import (
+    ANNOTATION_FINETUNEJOB,
+    COMPLETION_INDEX_KEY,
+    LABEL_FINETUNEJOB,
+    LABEL_MANAGED_BY,
+    MANAGER,
+)
 
 Key = tuple[str, str]  # (namespace, FineTuneJob name)
 Body = Mapping[str, Any]

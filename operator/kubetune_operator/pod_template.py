@@ -16,17 +16,15 @@ from typing import Any
 from kubetune_api.finetunejob import FineTuneJobSpec
 from kubetune_api.protocol import ENV_JOB, ENV_JOB_NAME, ENV_JOB_UID, ENV_STAGING_DIR
 from kubetune_api.resource import API_VERSION_STRING, KIND
+from kubetune_api.trainer_pod import TRAINER_UID  # fsGroup makes mounted claims writable by it
 from kubetune_operator.settings import OperatorSettings
 
-CONTAINER_NAME = "trainer"
 CACHE_PATH = "/cache"
 TMP_PATH = "/tmp"
 SHM_PATH = "/dev/shm"
 # Object-store outputs are staged locally before upload: on the cache volume, not /tmp, so a
 # model's worth of checkpoints fits where the cache's size limit says.
 STAGING_PATH = f"{CACHE_PATH}/staging"
-# A non-root identity for the trainer; fsGroup makes mounted claims writable by it.
-TRAINER_UID = 1000
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from kubetune_api.protocol import Progress, last_progress
+from kubetune_api.trainer_pod import CONTAINER_NAME
 from kubetune_operator.kube import KubeApi
-from kubetune_operator.pod_template import CONTAINER_NAME
 
 logger = logging.getLogger("kubetune.progress")
 

@@ -12,7 +12,8 @@ from functools import cached_property
 from typing import Any
 
 from kubetune_api.protocol import Result, decode_result
-from kubetune_operator.builders import ANNOTATION_NODES, ANNOTATION_SPEC_HASH, COMPLETION_INDEX_KEY, CONTAINER_NAME
+from kubetune_api.trainer_pod import CONTAINER_NAME, completion_index, creation_order
+from kubetune_operator.builders import ANNOTATION_NODES, ANNOTATION_SPEC_HASH
 
 Json = Mapping[str, Any]
 
@@ -72,16 +73,12 @@ class PodView(_View):
     @property
     def order(self) -> tuple[str, str]:
         """Creation order (pods of one Job differ by creation time; the name breaks ties)."""
-        return self.created, self.name
+        return creation_order(self.meta)
 
     @cached_property
     def index(self) -> int:
         """The completion index in an Indexed Job; 0 for the one pod of a plain Job."""
-        for source in (self.meta.get("annotations"), self.meta.get("labels")):
-            text = (source or {}).get(COMPLETION_INDEX_KEY)
-            if text is not None and str(text).isdigit():
-                return int(text)
-        return 0
+        return completion_index(self.meta)
 
     @property
     def phase(self) -> str | None:

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from kubetune_api.trainer_pod import dns_label
 from kubetune_api.training import TrainingSpec
 from kubetune_api.uris import PVC_SCHEME, uri_scheme
-from kubetune_operator.names import dns_label
 
 MOUNT_ROOT = "/mnt/pvc"
 

@@ -16,7 +16,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime, timezone
 from typing import Any
 
@@ -25,7 +25,7 @@ import kmock
 
 from kubetune_api.protocol import Artifact, Progress, Result, encode_result, format_progress
 from kubetune_api.resource import API_GROUP, API_VERSION, KIND, PLURAL
-from kubetune_operator.builders import COMPLETION_INDEX_KEY, CONTAINER_NAME
+from kubetune_api.trainer_pod import COMPLETION_INDEX_KEY, CONTAINER_NAME
 
 FTJ_RESOURCE = f"{API_GROUP}/{API_VERSION}/{PLURAL}"
 WORKLOAD_RESOURCE = "kueue.x-k8s.io/v1beta1/workloads"
@@ -72,6 +72,7 @@ class Emulator(kmock.KubernetesEmulator):
         self.job_posts: dict[float, str] = {}  # time -> name of each Job created
         self.logs: dict[tuple[str, str], str] = {}  # (namespace, pod) -> what its log holds
         self.log_reads: dict[tuple[str, str], int] = {}
+        self.ended_logs: set[tuple[str, str]] = set()  # pods whose trainer container ended
         self._versions = itertools.count(100)
         self["get", kmock.subresource("log")] << self._serve_log
 
@@ -89,14 +90,32 @@ class Emulator(kmock.KubernetesEmulator):
                 continue
             yield event
 
-    def _serve_log(self, request: kmock.Request) -> bytes:
+    def _serve_log(self, request: kmock.Request) -> bytes | AsyncIterator[bytes]:
         key = (request.namespace or "", request.name or "")
         self.log_reads[key] = self.log_reads.get(key, 0) + 1
         text = self.logs.get(key, "")
         tail = request.params.get("tailLines")
-        if tail:
-            text = "\n".join(text.splitlines()[-int(tail) :])
+        if tail is not None:
+            # As the API server: the last N lines, none for 0 (a follow from now on).
+            lines = text.splitlines(keepends=True)
+            text = "".join(lines[-int(tail) :] if int(tail) > 0 else [])
+        if request.params.get("follow") == "true":
+            return self._follow_log(key, text, len(self.logs.get(key, "")))
         return text.encode()
+
+    async def _follow_log(self, key: tuple[str, str], first: str, sent: int) -> AsyncIterator[bytes]:
+        """A followed log, as the API server streams it: what is there, then what is added,
+        until the container ends (`ended_logs`, set when the fixture terminates or deletes
+        the pod)."""
+        yield first.encode()  # kmock needs a first chunk to start the stream, even an empty one
+        while True:
+            text = self.logs.get(key, "")
+            if len(text) > sent:
+                yield text[sent:].encode()
+                sent = len(text)
+            if key in self.ended_logs:
+                return
+            await asyncio.sleep(0.02)
 
     def __iter__(self) -> Iterator[kmock.Request]:
         # kmock decides whether a reaction applies to a request by iterating the requests
@@ -433,10 +452,19 @@ class FakeCluster:
             lines += [format_progress(report), "tqdm 42%|####"]
         self.logs[(pod["metadata"]["namespace"], pod["metadata"]["name"])] = "\n".join(lines) + "\n"
 
+    def append_log(self, pod: dict[str, Any], *lines: str) -> None:
+        """The trainer writes more lines (a followed log gets them as they come)."""
+        key = (pod["metadata"]["namespace"], pod["metadata"]["name"])
+        self.logs[key] = self.logs.get(key, "") + "".join(f"{line}\n" for line in lines)
+
+    def _end_log(self, pod: dict[str, Any]) -> None:
+        self.emulator.ended_logs.add((pod["metadata"]["namespace"], pod["metadata"]["name"]))
+
     async def terminate(
         self, pod: dict[str, Any], exit_code: int, message: str = "", reason: str | None = None
     ) -> None:
         reason = reason or ("Completed" if exit_code == 0 else "Error")
+        self._end_log(pod)
         await self.pod_status(
             pod,
             {
@@ -459,6 +487,7 @@ class FakeCluster:
         )
 
     async def delete_pod(self, pod: dict[str, Any]) -> None:
+        self._end_log(pod)
         meta = pod["metadata"]
         await self.request("DELETE", f"/api/v1/namespaces/{meta['namespace']}/pods/{meta['name']}")
 

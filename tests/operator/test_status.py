@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 
 from kubetune_api.protocol import Artifact, Result, encode_result
+from kubetune_api.status_model import FineTuneJobStatus
 from kubetune_operator.events import shared_output_warning, transition_event
 from kubetune_operator.status import Observed, desired_status, phase_of, status_patch
-from kubetune_operator.status_model import FineTuneJobStatus
 
 NOW = "2030-01-01T00:00:00Z"
 T0 = "2029-12-31T23:00:00Z"

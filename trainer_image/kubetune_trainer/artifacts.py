@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Iterable
@@ -38,19 +37,18 @@ from typing import Any
 from fsspec import AbstractFileSystem
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
+from kubetune_api.output_layout import (
+    CHECKPOINT_DIR,
+    FOREIGN_ENTRIES,
+    METADATA_FILE,
+    RUN_MARKER,
+    TRAINER_STATE,
+)
 from kubetune_api.protocol import ENV_STAGING_DIR
 from kubetune_api.uris import LOCAL_SCHEMES, OBJECT_STORE_SCHEMES, PVC_SCHEME, uri_scheme
 from kubetune_trainer.distributed import all_gather
 from kubetune_trainer.errors import ConfigError
 from kubetune_trainer.storage import filesystem
-
-METADATA_FILE = "kubetune.json"
-RUN_MARKER = "kubetune-run.json"
-# A fresh volume's root holds lost+found: no run's files, and not ours to remove.
-IGNORED_ENTRIES = frozenset({"lost+found"})
-MERGED_DIR = "merged"
-TRAINER_STATE = "trainer_state.json"  # transformers.trainer.TRAINER_STATE_NAME
-CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")  # transformers' PREFIX_CHECKPOINT_DIR + step
 
 
 @dataclass(frozen=True)
@@ -108,7 +106,7 @@ def open_output(uri: str) -> OutputLocation:
 
 
 def checkpoint_step(name: str) -> int | None:
-    match = CHECKPOINT.match(name)
+    match = CHECKPOINT_DIR.match(name)
     return int(match.group(1)) if match else None
 
 
@@ -218,7 +216,7 @@ def publish(output: OutputLocation) -> None:
 
 def _is_artifact(name: str) -> bool:
     """A top-level entry that belongs to a run's final model (not resume state, not the marker)."""
-    return checkpoint_step(name) is None and name != RUN_MARKER and name not in IGNORED_ENTRIES
+    return checkpoint_step(name) is None and name != RUN_MARKER and name not in FOREIGN_ENTRIES
 
 
 def output_entries(output: OutputLocation) -> list[str]:
@@ -283,7 +281,7 @@ def keep_only_resume_state(output: OutputLocation) -> list[str]:
         }
     else:
         complete = {f"checkpoint-{step}" for step in _remote_checkpoints(output.remote)}
-    stale = [name for name in output_entries(output) if name not in complete | {RUN_MARKER, *IGNORED_ENTRIES}]
+    stale = [name for name in output_entries(output) if name not in complete | {RUN_MARKER, *FOREIGN_ENTRIES}]
     remove_entries(output, stale)
     return stale
 

@@ -32,12 +32,11 @@ from pydantic import ValidationError
 
 from kubetune_api import __version__
 from kubetune_api.credentials import redact
+from kubetune_api.output_layout import FOREIGN_ENTRIES, RUN_MARKER
 from kubetune_api.protocol import Tolerant
 from kubetune_api.training import TrainingSpec
 from kubetune_api.training_hash import training_hash, training_relevant
 from kubetune_trainer.artifacts import (
-    IGNORED_ENTRIES,
-    RUN_MARKER,
     OutputLocation,
     keep_only_resume_state,
     output_entries,
@@ -96,7 +95,7 @@ def check_owner(output: OutputLocation, run: RunIdentity) -> list[str]:
     fix = f"give this run another output.uri, or delete the old output ({output.uri}) to start over"
     raw = read_output_file(output, RUN_MARKER)
     if raw is None:
-        found = [name for name in output_entries(output) if name not in IGNORED_ENTRIES]
+        found = [name for name in output_entries(output) if name not in FOREIGN_ENTRIES]
         if not found:
             return []
         shown = ", ".join(found[:_SHOWN]) + (f" and {len(found) - _SHOWN} more" if len(found) > _SHOWN else "")

@@ -13,20 +13,8 @@ from __future__ import annotations
 from fsspec import AbstractFileSystem
 from fsspec.core import url_to_fs
 
-from kubetune_api.uris import uri_scheme
+from kubetune_api.uris import BACKEND_PACKAGES, uri_scheme
 from kubetune_trainer.errors import ConfigError
-
-# The pip package that provides each scheme's fsspec backend.
-BACKEND_PACKAGES: dict[str, str] = {
-    "s3": "s3fs",
-    "gs": "gcsfs",
-    "gcs": "gcsfs",
-    "az": "adlfs",
-    "abfs": "adlfs",
-    "abfss": "adlfs",
-    "http": "aiohttp",
-    "https": "aiohttp",
-}
 
 
 def filesystem(uri: str) -> tuple[AbstractFileSystem, str]:

@@ -1,7 +1,8 @@
 """The shape of FineTuneJob `status`, for the CRD schema and for `kubectl explain`.
 
 The operator writes plain dicts (see `kubetune_operator.status`); a test checks that
-they validate against these models, so the schema and the writer cannot drift.
+they validate against these models, so the schema and the writer cannot drift. The
+client (`kubetune_api.client`) reads the status back through the same models.
 """
 
 from __future__ import annotations
