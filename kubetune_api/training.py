@@ -10,36 +10,31 @@ YAML and JSON use camelCase (`maxLength`, `trainingArgs`); Python uses snake_cas
 
 from __future__ import annotations
 
-from enum import Enum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from kubetune_api.tasks import TASK_NAMES, TASKS, Task, columns_problem, misplaced_options, support_problems
 from kubetune_api.uris import DATA_SCHEMES, OUTPUT_SCHEMES, check_scheme
 
+# Task and TASK_NAMES live in the task registry; they are re-exported here for the spec's readers.
+__all__ = [
+    "DATA_FORMATS",
+    "TASK_COLUMNS",
+    "TASK_NAMES",
+    "BaseModelSource",
+    "DataSpec",
+    "OutputSpec",
+    "SpecModel",
+    "Task",
+    "TrainingSpec",
+    "describe_validation_error",
+]
 
-class Task(str, Enum):
-    """Training tasks, each mapped to one model family by the trainer."""
-
-    TEXT_CLASSIFICATION = "text-classification"
-    LANGUAGE_GENERATION = "language-generation"
-    LANGUAGE_MODELING = "language-modeling"
-    QUESTION_ANSWERING = "question-answering"
-    SEQUENCE_SEQUENCE = "sequence-sequence"
-    TOKEN_DETECTION = "token-detection"
-
-
-TASK_NAMES: tuple[str, ...] = tuple(task.value for task in Task)
-
-# How many data columns each task reads, and what they mean, in order.
+# How many data columns each task reads, and what they mean (derived from the task registry).
 TASK_COLUMNS: dict[Task, tuple[int, int, str]] = {
-    Task.TEXT_CLASSIFICATION: (2, 3, "(text, label) or (text1, text2, label)"),
-    Task.LANGUAGE_GENERATION: (1, 1, "(text,)"),
-    Task.LANGUAGE_MODELING: (1, 1, "(text,)"),
-    Task.QUESTION_ANSWERING: (3, 3, "(question, context, answers)"),
-    Task.SEQUENCE_SEQUENCE: (2, 2, "(source, target)"),
-    Task.TOKEN_DETECTION: (1, 1, "(text,)"),
+    task: (*info.column_bounds, info.readings()) for task, info in TASKS.items()
 }
 
 DATA_FORMATS = ("csv", "json", "jsonl", "parquet", "txt")
@@ -94,12 +89,11 @@ class DataSpec(SpecModel):
     columns: list[str] | None = Field(
         default=None,
         min_length=1,
-        max_length=3,
+        max_length=max(high for _, high, _ in TASK_COLUMNS.values()),
         description=(
-            "Data columns to read, in task order: text-classification (text, label) or "
-            "(text1, text2, label); question-answering (question, context, answers); "
-            "sequence-sequence (source, target); other tasks (text). Default: text, label, "
-            "question, context, answers, source, target as the task needs."
+            "Data columns to read, in task order: "
+            + "; ".join(f"{task.value} {meaning}" for task, (_, _, meaning) in TASK_COLUMNS.items())
+            + ". Default: the names shown, as the task needs them."
         ),
     )
     format: str | None = Field(
@@ -219,19 +213,19 @@ class TrainingSpec(SpecModel):
     def _fits_task(self) -> TrainingSpec:
         task = Task(self.task)
         if self.data.columns is not None:
-            low, high, meaning = TASK_COLUMNS[task]
-            if not low <= len(self.data.columns) <= high:
-                raise ValueError(
-                    f"data.columns: task {task.value} reads {meaning}, "
-                    f"got {len(self.data.columns)} column(s) {self.data.columns}"
-                )
-        if self.prefix is not None and task is not Task.SEQUENCE_SEQUENCE:
-            raise ValueError(f"prefix is only used by task sequence-sequence, not {task.value}")
+            problem = columns_problem(task, self.data.columns)
+            if problem:
+                raise ValueError(f"data.columns: {problem}")
+        # Only fields without a default can be misplaced: the API server stores the others
+        # (stride: 128, ...) in every FineTuneJob.
+        given = [name for name, field in type(self).model_fields.items() if field.default is None]
+        for option, owners in misplaced_options(task, [name for name in given if getattr(self, name) is not None]):
+            raise ValueError(f"{to_camel(option)} is only used by task {owners}, not {task.value}")
+        for option, problem in support_problems(task, lora=self.lora is not None, quantize=self.quantize is not None):
+            raise ValueError(f"{problem}: remove spec.{option}")
         if self.quantize is not None and self.lora is None:
             # A quantized base cannot be trained directly, only through an adapter (QLoRA).
             raise ValueError("quantize needs lora: add lora: true (or LoraConfig arguments)")
-        if self.lora is not None and task is Task.TOKEN_DETECTION:
-            raise ValueError("lora is not supported with task token-detection: remove spec.lora")
         return self
 
     def to_job_json(self) -> str:

@@ -209,8 +209,14 @@ CROSS_FIELD_CASES: list[tuple[str, dict[str, Any], bool]] = [
         True,
     ),
     (
+        # A text pair, as the seed's language tasks read it (the task registry says so).
         "token-detection, 2 columns",
         {"task": "token-detection", "data": {"train": "s3://b/t", "columns": ["a", "b"]}},
+        True,
+    ),
+    (
+        "token-detection, 3 columns",
+        {"task": "token-detection", "data": {"train": "s3://b/t", "columns": ["a", "b", "c"]}},
         False,
     ),
     ("output on a claim", {"output": {"uri": "pvc://models/run-1"}}, True),

@@ -28,6 +28,7 @@ from transformers import (
 )
 from transformers.trainer_utils import get_last_checkpoint
 
+from kubetune_api.tasks import misplaced_options, support_problems
 from kubetune_trainer.errors import ConfigError
 from kubetune_trainer.eval_metrics import Metrics
 from kubetune_trainer.inputs import to_dataset
@@ -35,7 +36,7 @@ from kubetune_trainer.labels import LabelScheme
 from kubetune_trainer.memory import limit_heap_fragmentation
 from kubetune_trainer.models import LoadReport, load_base, load_model
 from kubetune_trainer.peft_config import lora_config, plan_quantization, quantization_config
-from kubetune_trainer.tasks import check_task, prepare
+from kubetune_trainer.task_recipes import check_task, prepare
 from kubetune_trainer.training_args import build_training_args, has_accelerator
 
 logger = logging.getLogger(__name__)
@@ -91,7 +92,7 @@ class HFTrainer:
             base: hub id, local path, or (model, tokenizer) from an earlier run
             train: list of dicts, pandas DataFrame, datasets.Dataset or data URI
             validation: optional evaluation data, same forms as train
-            columns: columns to read, in task order (see `tasks.task_columns`)
+            columns: columns to read, in task order (see `task_recipes.task_columns`)
             maxlength: maximum tokens per row; default the tokenizer's limit
             stride: question-answering window overlap in tokens
             task: text-classification, language-generation, language-modeling,
@@ -111,8 +112,11 @@ class HFTrainer:
         task = check_task(task)
         quantization = quantization_config(quantize)
         adapter = lora_config(task, lora)
-        if adapter is not None and task == "token-detection":
-            raise ConfigError("lora is not supported with task token-detection")
+        for option, problem in support_problems(task, lora=adapter is not None, quantize=quantization is not None):
+            raise ConfigError(f"{problem}: remove {option}=")
+        # As the seed, an option of another task is ignored; unlike it, the caller hears so.
+        for option, owners in misplaced_options(task, ["prefix"] if prefix is not None else []):
+            self._warn(f"{option} is only used by task {owners}; ignored for {task}")
         if quantization is not None and adapter is None:
             raise ConfigError("quantize needs lora: a quantized model can only be trained through an adapter")
         training = build_training_args(args)

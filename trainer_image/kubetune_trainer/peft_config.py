@@ -16,6 +16,7 @@ import torch
 from peft import LoraConfig, TaskType
 from transformers import BitsAndBytesConfig
 
+from kubetune_api.tasks import TASKS
 from kubetune_trainer.errors import ConfigError, closest
 
 # Env switch that lets CI exercise the real k-bit path on a machine without a GPU:
@@ -39,14 +40,8 @@ DEFAULT_LORA: dict[str, Any] = {
     "bias": "none",
 }
 
-LORA_TASK_TYPES: dict[str, TaskType] = {
-    "language-generation": TaskType.CAUSAL_LM,
-    "language-modeling": TaskType.FEATURE_EXTRACTION,
-    "question-answering": TaskType.QUESTION_ANS,
-    "sequence-sequence": TaskType.SEQ_2_SEQ_LM,
-    "text-classification": TaskType.SEQ_CLS,
-    "token-detection": TaskType.FEATURE_EXTRACTION,
-}
+# The peft task type of each task, as the task registry names it.
+LORA_TASK_TYPES: dict[str, TaskType] = {task.value: TaskType[info.peft_task_type] for task, info in TASKS.items()}
 
 
 def _accepted_keys(cls: type) -> list[str]:
