@@ -20,6 +20,7 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from kubetune_api import __version__
+from kubetune_api.describe import describe_training
 from kubetune_api.manifest import FineTuneJobManifest, ManifestError, load_manifests
 from kubetune_api.protocol import EXIT_FAILED, EXIT_INVALID_CONFIG, EXIT_SUCCEEDED
 
@@ -39,7 +40,7 @@ def load(path: str) -> list[FineTuneJobManifest]:
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     for job in load(args.file):
-        print(f"{job.name}: valid ({job.spec.task}, base {job.spec.base.model})")
+        print(f"{job.name}: valid ({describe_training(job.spec)}, base {job.spec.base.model})")
     return EXIT_SUCCEEDED
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
+from typing import Literal
 
 
 class Task(str, Enum):
@@ -29,20 +30,43 @@ class Task(str, Enum):
     TOKEN_DETECTION = "token-detection"
 
 
+class DataFormat(str, Enum):
+    """How the rows of a task with several data layouts are laid out (`data.format`)."""
+
+    TEXT = "text"
+    CHAT = "chat"
+    PROMPT_COMPLETION = "prompt-completion"
+
+
+DATA_FORMAT_NAMES: tuple[str, ...] = tuple(data_format.value for data_format in DataFormat)
+
+# What a column holds; the trainer tells layouts apart by it when data.format is not given.
+ColumnKind = Literal["text", "messages", "text or messages"]
+
+
 @dataclass(frozen=True)
 class Column:
-    """One data column a task reads: its role (also the default column name) and meaning."""
+    """One data column a task reads: its role (also the default column name), meaning and kind."""
 
     role: str
     meaning: str
     optional: bool = False
+    kind: ColumnKind = "text"
 
 
 @dataclass(frozen=True)
 class Layout:
-    """One way a task's data can be laid out: the columns, in the order `columns` names them."""
+    """One way a task's data can be laid out: the columns, in the order `columns` names them.
+
+    `prompted`: part of each row is a prompt the loss skips by default (trainOnPrompt
+    trains on it too); `templated`: rows may be conversations, rendered with a chat template.
+    """
 
     columns: tuple[Column, ...]
+    format: DataFormat | None = None  # None: the task's only layout, not chosen with data.format
+    summary: str = ""
+    prompted: bool = False
+    templated: bool = False
 
     @property
     def min_columns(self) -> int:
@@ -107,12 +131,31 @@ class TaskInfo:
         """The fewest and the most columns any layout of the task reads."""
         return min(lay.min_columns for lay in self.layouts), max(lay.max_columns for lay in self.layouts)
 
+    @property
+    def formats(self) -> tuple[DataFormat, ...]:
+        """The data formats `data.format` may name for this task."""
+        return tuple(layout.format for layout in self.layouts if layout.format is not None)
+
+    def layout_of(self, data_format: str | DataFormat | None) -> Layout:
+        """The layout `data_format` names (None: the default); ValueError for one the task lacks."""
+        if data_format is None:
+            return self.layout
+        problem = format_problem(self.task, data_format)
+        if problem is not None:
+            raise ValueError(problem)
+        return next(layout for layout in self.layouts if layout.format is not None and layout.format == data_format)
+
     def readings(self) -> str:
-        return "; ".join(layout.readings() for layout in self.layouts)
+        if len(self.layouts) == 1:
+            return self.layout.readings()
+        return "; ".join(
+            f"{layout.format.value if layout.format else ''} {layout.readings()}" for layout in self.layouts
+        )
 
 
 TEXT = Column("text", "the text")
 TEXT2 = Column("text2", "a second text, paired with the first", optional=True)
+TEXT_LAYOUT = Layout((TEXT, TEXT2), DataFormat.TEXT, "plain text")
 
 TASKS: dict[Task, TaskInfo] = {
     info.task: info
@@ -127,15 +170,36 @@ TASKS: dict[Task, TaskInfo] = {
         ),
         TaskInfo(
             Task.LANGUAGE_GENERATION,
-            "a causal language model continuing text",
-            (Layout((TEXT, TEXT2)),),
+            "a causal language model continuing text, or answering chats and prompts",
+            (
+                TEXT_LAYOUT,
+                Layout(
+                    (Column("messages", "a conversation: a list of {role, content} messages", kind="messages"),),
+                    DataFormat.CHAT,
+                    "conversations, the loss on the assistant turns",
+                    prompted=True,
+                    templated=True,
+                ),
+                Layout(
+                    (
+                        Column("prompt", "the prompt: text or a list of messages", kind="text or messages"),
+                        Column("completion", "the answer: text or a list of messages", kind="text or messages"),
+                    ),
+                    DataFormat.PROMPT_COMPLETION,
+                    "prompt and completion pairs, the loss on the completion",
+                    prompted=True,
+                    templated=True,
+                ),
+            ),
             auto_class="AutoModelForCausalLM",
             peft_task_type="CAUSAL_LM",
+            metrics="perplexity",
+            options=("chat_template", "train_on_prompt", "packing"),
         ),
         TaskInfo(
             Task.LANGUAGE_MODELING,
             "a masked language model filling in masked tokens",
-            (Layout((TEXT, TEXT2)),),
+            (TEXT_LAYOUT,),
             auto_class="AutoModelForMaskedLM",
             peft_task_type="FEATURE_EXTRACTION",
         ),
@@ -166,7 +230,7 @@ TASKS: dict[Task, TaskInfo] = {
         TaskInfo(
             Task.TOKEN_DETECTION,
             "ELECTRA-style replaced token detection (a generator and a discriminator)",
-            (Layout((TEXT, TEXT2)),),
+            (TEXT_LAYOUT,),
             auto_class="AutoModelForMaskedLM",
             peft_task_type="FEATURE_EXTRACTION",
             # The generator and the discriminator share embeddings and train together; an
@@ -188,12 +252,28 @@ def task_info(task: str | Task) -> TaskInfo:
         raise ValueError(f"unknown task {task!r}; valid tasks: {', '.join(TASK_NAMES)}") from None
 
 
-def columns_problem(task: str | Task, columns: Sequence[str]) -> str | None:
-    """Why `columns` does not fit `task`, or None when it does."""
+def format_problem(task: str | Task, data_format: str | DataFormat) -> str | None:
+    """Why `task` cannot read data in `data_format`, or None when it can."""
     info = task_info(task)
-    if any(layout.resolve(columns) is not None for layout in info.layouts):
+    name = data_format.value if isinstance(data_format, DataFormat) else data_format
+    if name not in DATA_FORMAT_NAMES:
+        return f"unknown data format {name!r}; use one of: {', '.join(DATA_FORMAT_NAMES)}"
+    if name in (known.value for known in info.formats):
         return None
-    return f"task {info.task.value} reads {info.readings()}, got {len(columns)} column(s) {list(columns)}"
+    if not info.formats:
+        return f"task {info.task.value} has one data layout, {info.readings()}; remove data.format"
+    return f"task {info.task.value} reads data.format {', '.join(known.value for known in info.formats)}, not {name}"
+
+
+def columns_problem(task: str | Task, columns: Sequence[str], data_format: str | None = None) -> str | None:
+    """Why `columns` does not fit `task` (in `data_format`, when given), or None when it does."""
+    info = task_info(task)
+    layouts = [info.layout_of(data_format)] if data_format is not None else list(info.layouts)
+    if any(layout.resolve(columns) is not None for layout in layouts):
+        return None
+    readings = layouts[0].readings() if data_format is not None else info.readings()
+    where = f" with data.format {data_format}" if data_format is not None else ""
+    return f"task {info.task.value}{where} reads {readings}, got {len(columns)} column(s) {list(columns)}"
 
 
 def support_problems(task: str | Task, *, lora: bool, quantize: bool) -> list[tuple[str, str]]:

@@ -15,12 +15,22 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from kubetune_api.tasks import TASK_NAMES, TASKS, Task, columns_problem, misplaced_options, support_problems
+from kubetune_api.tasks import (
+    DATA_FORMAT_NAMES,
+    TASK_NAMES,
+    TASKS,
+    Task,
+    columns_problem,
+    format_problem,
+    misplaced_options,
+    support_problems,
+)
 from kubetune_api.uris import DATA_SCHEMES, OUTPUT_SCHEMES, check_scheme
 
 # Task and TASK_NAMES live in the task registry; they are re-exported here for the spec's readers.
 __all__ = [
-    "DATA_FORMATS",
+    "DATA_FORMAT_NAMES",
+    "FILE_FORMATS",
     "TASK_COLUMNS",
     "TASK_NAMES",
     "BaseModelSource",
@@ -37,7 +47,10 @@ TASK_COLUMNS: dict[Task, tuple[int, int, str]] = {
     task: (*info.column_bounds, info.readings()) for task, info in TASKS.items()
 }
 
-DATA_FORMATS = ("csv", "json", "jsonl", "parquet", "txt")
+FILE_FORMATS = ("csv", "json", "jsonl", "parquet", "txt")
+# The longest chat template the spec takes: real ones are a few KiB, and a bounded string
+# keeps the CRD's immutability rule within the API server's CEL cost budget.
+MAX_CHAT_TEMPLATE = 65536
 
 
 class SpecModel(BaseModel):
@@ -66,6 +79,14 @@ class BaseModelSource(SpecModel):
         default=None,
         min_length=1,
         description="Hub revision to load: a branch, tag or commit id. Pin a commit for repeatable runs.",
+    )
+
+
+def _format_message(where: str) -> str:
+    """data.format's meaning, naming the fields under `where` ("data." or "spec.data.")."""
+    return (
+        f"{where}format is the data format ({', '.join(DATA_FORMAT_NAMES)}); "
+        f"the file format ({', '.join(FILE_FORMATS)}) goes in {where}fileFormat"
     )
 
 
@@ -98,8 +119,25 @@ class DataSpec(SpecModel):
     )
     format: str | None = Field(
         default=None,
+        description=(
+            "language-generation: how rows are laid out. text: plain text (the text column); chat: "
+            "conversations (a messages column, each a list of {role, content} with role system, user or "
+            "assistant); prompt-completion: prompt and completion columns, text or lists of messages. "
+            "Default: detected from the data. (The file format is data.fileFormat.)"
+        ),
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": f"self in {list(DATA_FORMAT_NAMES)!r}",
+                    "message": _format_message("spec.data."),
+                }
+            ]
+        },
+    )
+    file_format: str | None = Field(
+        default=None,
         description="File format, when the URI's extension does not tell: csv, json, jsonl, parquet or txt.",
-        json_schema_extra={"enum": list(DATA_FORMATS)},
+        json_schema_extra={"enum": list(FILE_FORMATS)},
     )
 
     @field_validator("train", "validation")
@@ -109,9 +147,21 @@ class DataSpec(SpecModel):
 
     @field_validator("format")
     @classmethod
-    def _known_format(cls, value: str | None) -> str | None:
-        if value is not None and value not in DATA_FORMATS:
-            raise ValueError(f"unknown format {value!r}; use one of: {', '.join(DATA_FORMATS)}")
+    def _known_data_format(cls, value: str | None) -> str | None:
+        if value is not None and value in FILE_FORMATS:
+            raise ValueError(
+                f"{value} is a file format: write it as data.fileFormat: {value} "
+                f"(data.format is the data format: {', '.join(DATA_FORMAT_NAMES)})"
+            )
+        if value is not None and value not in DATA_FORMAT_NAMES:
+            raise ValueError(f"unknown data format {value!r}: {_format_message('data.')}")
+        return value
+
+    @field_validator("file_format")
+    @classmethod
+    def _known_file_format(cls, value: str | None) -> str | None:
+        if value is not None and value not in FILE_FORMATS:
+            raise ValueError(f"unknown file format {value!r}; use one of: {', '.join(FILE_FORMATS)}")
         return value
 
 
@@ -167,6 +217,32 @@ class TrainingSpec(SpecModel):
         default=None,
         description='sequence-sequence: text prepended to every source, e.g. "translate English to German: ".',
     )
+    chat_template: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_CHAT_TEMPLATE,
+        description=(
+            "language-generation: a Jinja chat template to render conversations with (chat data, "
+            "conversational prompt-completion data), instead of the base tokenizer's own. It is saved "
+            "with the trained tokenizer. Chat data needs one of the two."
+        ),
+    )
+    train_on_prompt: bool | None = Field(
+        default=None,
+        description=(
+            "language-generation: true trains on every token, prompts and user turns included. "
+            "Default: the loss covers only the assistant turns (chat) or the completion (prompt-completion)."
+        ),
+    )
+    packing: bool | None = Field(
+        default=None,
+        description=(
+            "language-generation: true packs rows into sequences of up to maxLength tokens, each row "
+            "attending only to itself (no padding processed); false keeps one row per sequence, padded "
+            "per batch. Default: chat and prompt-completion false; text concatenates all rows and cuts "
+            "the stream into maxLength blocks (the seed's behaviour; attention crosses rows)."
+        ),
+    )
     quantize: FreeForm | None = Field(
         default=None,
         description=(
@@ -212,10 +288,18 @@ class TrainingSpec(SpecModel):
     @model_validator(mode="after")
     def _fits_task(self) -> TrainingSpec:
         task = Task(self.task)
+        data_format = self.data.format
+        if data_format is not None and (problem := format_problem(task, data_format)):
+            raise ValueError(f"data.format: {problem}")
         if self.data.columns is not None:
-            problem = columns_problem(task, self.data.columns)
+            problem = columns_problem(task, self.data.columns, data_format)
             if problem:
                 raise ValueError(f"data.columns: {problem}")
+        layout = TASKS[task].layout_of(data_format) if data_format is not None else None
+        if layout is not None and self.train_on_prompt and not layout.prompted:
+            raise ValueError(f"trainOnPrompt: data.format {data_format} has no prompt; every token is trained")
+        if layout is not None and self.chat_template is not None and not layout.templated:
+            raise ValueError(f"chatTemplate: data.format {data_format} holds no conversations to render")
         # Only fields without a default can be misplaced: the API server stores the others
         # (stride: 128, ...) in every FineTuneJob.
         given = [name for name, field in type(self).model_fields.items() if field.default is None]

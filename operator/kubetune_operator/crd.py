@@ -15,7 +15,7 @@ CEL rules (`x-kubernetes-validations`):
   but `suspend` can change. CEL cannot see inside untyped or unknown-field values
   (quantize, lora, trainingArgs, affinity); the operator detects changes to those
   by a spec hash on the Job and posts a SpecChangeIgnored warning Event;
-* cross-field rules: columns per task, options only for the tasks that read them, a
+* cross-field rules: columns and data formats per task, options only for the tasks that read them, a
   persistent output location, env value xor valueFrom, credentials by reference.
 """
 
@@ -130,6 +130,14 @@ def _columns_rule() -> tuple[str, str]:
     return rule, "spec.data.columns: " + "; ".join(readings)
 
 
+def _formats_rule() -> tuple[str, str]:
+    """The CEL rule and message for the data formats each task reads, from the task registry."""
+    formats = {task.value: [data_format.value for data_format in info.formats] for task, info in TASKS.items()}
+    readers = [f"{task} reads {', '.join(names)}" for task, names in formats.items() if names]
+    rule = f"!has(self.data.format) || self.data.format in {formats!r}[self.task]"
+    return rule, "spec.data.format: " + "; ".join(readers) + "; other tasks take no data.format"
+
+
 def task_options(props: dict[str, Schema]) -> dict[str, list[str]]:
     """camelCase spec field -> the tasks that read it, for the registry's options without a default.
 
@@ -180,6 +188,8 @@ def spec_schema() -> Schema:
         )
     rule, message = _columns_rule()
     _add_rule(schema, rule, message, fieldPath=".data.columns")
+    rule, message = _formats_rule()
+    _add_rule(schema, rule, message, fieldPath=".data.format")
     _add_rule(
         props["output"],
         f"self.uri.matches('{PERSISTENT_OUTPUT_PATTERN}')",

@@ -10,6 +10,7 @@ import pytest
 # Let test modules and other engineers' tests `import tiny_models` without a package.
 sys.path.insert(0, str(Path(__file__).parent))
 
+from tiny_chat import build_chat_llama
 from tiny_models import TinyModels, build_all
 
 
@@ -17,6 +18,12 @@ from tiny_models import TinyModels, build_all
 def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> TinyModels:
     """Tiny BERT, GPT-2, T5, Llama and ELECTRA checkpoints written once per session."""
     return build_all(tmp_path_factory.mktemp("tiny-models"))
+
+
+@pytest.fixture(scope="session")
+def chat_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Llama whose tokenizer has a chat template (tests/trainer/tiny_chat.py)."""
+    return build_chat_llama(tmp_path_factory.mktemp("chat-llama"))
 
 
 @pytest.fixture()

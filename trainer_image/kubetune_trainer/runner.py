@@ -186,6 +186,10 @@ def _run(spec: TrainingSpec, job_name: str, on_progress: Callable[[Progress], No
         quantize=spec.quantize,
         lora=spec.lora,
         callbacks=callbacks,
+        format=spec.data.format,
+        chat_template=spec.chat_template,
+        train_on_prompt=bool(spec.train_on_prompt),
+        packing=spec.packing,
         **training_args,
     )
     warnings += list(trainer.warnings)
@@ -220,6 +224,7 @@ def _run(spec: TrainingSpec, job_name: str, on_progress: Callable[[Progress], No
             train_rows=len(data.train),
             validation_rows=len(data.validation) if data.validation is not None else None,
             quantized=trainer.quantized,
+            sft=trainer.sft,
             trainer_args=getattr(getattr(trainer, "trainer", None), "args", None),
             global_step=_global_step(trainer),
             resumed_from=resumed_from,

@@ -10,61 +10,39 @@ cover the same tasks and agree. `prepare` is the one dispatch point for data.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from datasets import Dataset
 from transformers import (
     DataCollatorForLanguageModeling,
     DataCollatorForSeq2Seq,
     DataCollatorWithPadding,
+    PreTrainedModel,
     PreTrainedTokenizerBase,
 )
 
-from kubetune_api.tasks import TASK_NAMES, TASKS, Task
+from kubetune_api.tasks import TASK_NAMES, TASKS, DataFormat, Task
+from kubetune_trainer.data_layouts import choose_layout
 from kubetune_trainer.errors import ConfigError
+from kubetune_trainer.feature_plan import Collator, FeaturePlan, FeatureRequest, MapFunction, SFTOptions, SFTReport
 from kubetune_trainer.features import CausalLMCollator, Classify, ConcatenatedTexts, Sequences
 from kubetune_trainer.inputs import require_columns
 from kubetune_trainer.labels import LabelScheme, infer_labels
 from kubetune_trainer.model_loaders import Loader, load_classifier, load_token_detection, pretrained
 from kubetune_trainer.questions import QuestionFeatures
+from kubetune_trainer.sft_features import chat_features, prompt_completion_features, text_features
 
 LENGTH_COLUMN = "length"
 
-MapFunction = Callable[[dict[str, list[Any]]], dict[str, list[Any]]]
-Collator = Callable[[list[dict[str, Any]]], dict[str, Any]]
-
-
-@dataclass(frozen=True)
-class FeatureRequest:
-    """What a task's feature builder gets: the tokenizer, its columns (by role) and options."""
-
-    task: str
-    tokenizer: PreTrainedTokenizerBase
-    columns: tuple[str | None, ...]
-    train: Dataset
-    maxlength: int
-    stride: int = 128
-    prefix: str | None = None
-    pad_to_multiple_of: int | None = None
-    known_labels: dict[str, int] | None = None
-
-
-@dataclass
-class FeaturePlan:
-    """A task's answer: the map function per role ("train", "validation") and the collator."""
-
-    encoder: Callable[[str], MapFunction]
-    collator: Collator
-    labels: LabelScheme | None = None
-    warnings: list[str] = field(default_factory=list)
+# A task's feature builders by data format (None: the task's only layout).
+Builders = dict[DataFormat | None, Callable[[FeatureRequest], FeaturePlan]]
 
 
 @dataclass(frozen=True)
 class TaskRecipe:
-    """The code behind one task of the registry."""
+    """The code behind one task of the registry: a feature builder per data layout, and a loader."""
 
-    features: Callable[[FeatureRequest], FeaturePlan]
+    features: Builders
     load: Loader
 
 
@@ -86,11 +64,15 @@ def _concatenated(request: FeatureRequest, append_eos: bool) -> MapFunction:
 
 
 def _causal_text(request: FeatureRequest) -> FeaturePlan:
+    """Plain text: the seed's concatenation unless packing is set (then rows stay apart)."""
+    if request.sft.packing is not None:
+        return text_features(request)
     # End each text with EOS so the model learns where texts stop.
     append_eos = request.tokenizer.eos_token_id is not None
     return FeaturePlan(
         lambda role: _concatenated(request, append_eos),
         CausalLMCollator(request.tokenizer, request.pad_to_multiple_of),
+        sft=SFTReport("text", "every token", None, "concatenated"),
     )
 
 
@@ -123,22 +105,36 @@ def _questions(request: FeatureRequest) -> FeaturePlan:
 def _sequences(request: FeatureRequest) -> FeaturePlan:
     source, target = request.columns
     assert source is not None and target is not None
+    collator = DataCollatorForSeq2Seq(
+        request.tokenizer, label_pad_token_id=-100, pad_to_multiple_of=request.pad_to_multiple_of
+    )
+
+    def bind(model: PreTrainedModel) -> None:
+        # The collator builds decoder inputs with the model's own helper.
+        collator.model = model
+
     return FeaturePlan(
         lambda role: Sequences(request.tokenizer, source, target, request.prefix, request.maxlength),
-        # The model is set on the collator once loaded: it builds decoder inputs with the model's helper.
-        DataCollatorForSeq2Seq(
-            request.tokenizer, label_pad_token_id=-100, pad_to_multiple_of=request.pad_to_multiple_of
-        ),
+        collator,
+        bind=bind,
     )
 
 
+TEXT = DataFormat.TEXT
 RECIPES: dict[Task, TaskRecipe] = {
-    Task.TEXT_CLASSIFICATION: TaskRecipe(_classification, load_classifier),
-    Task.LANGUAGE_GENERATION: TaskRecipe(_causal_text, pretrained(TASKS[Task.LANGUAGE_GENERATION].auto_class)),
-    Task.LANGUAGE_MODELING: TaskRecipe(_masked_text, pretrained(TASKS[Task.LANGUAGE_MODELING].auto_class)),
-    Task.QUESTION_ANSWERING: TaskRecipe(_questions, pretrained(TASKS[Task.QUESTION_ANSWERING].auto_class)),
-    Task.SEQUENCE_SEQUENCE: TaskRecipe(_sequences, pretrained(TASKS[Task.SEQUENCE_SEQUENCE].auto_class)),
-    Task.TOKEN_DETECTION: TaskRecipe(_masked_text, load_token_detection),
+    Task.TEXT_CLASSIFICATION: TaskRecipe({None: _classification}, load_classifier),
+    Task.LANGUAGE_GENERATION: TaskRecipe(
+        {
+            TEXT: _causal_text,
+            DataFormat.CHAT: chat_features,
+            DataFormat.PROMPT_COMPLETION: prompt_completion_features,
+        },
+        pretrained(TASKS[Task.LANGUAGE_GENERATION].auto_class),
+    ),
+    Task.LANGUAGE_MODELING: TaskRecipe({TEXT: _masked_text}, pretrained(TASKS[Task.LANGUAGE_MODELING].auto_class)),
+    Task.QUESTION_ANSWERING: TaskRecipe({None: _questions}, pretrained(TASKS[Task.QUESTION_ANSWERING].auto_class)),
+    Task.SEQUENCE_SEQUENCE: TaskRecipe({None: _sequences}, pretrained(TASKS[Task.SEQUENCE_SEQUENCE].auto_class)),
+    Task.TOKEN_DETECTION: TaskRecipe({TEXT: _masked_text}, load_token_detection),
 }
 
 
@@ -153,32 +149,50 @@ def recipe_for(task: str) -> TaskRecipe:
     return RECIPES[Task(check_task(task))]
 
 
-def task_columns(task: str, columns: Sequence[str] | None) -> tuple[str | None, ...]:
-    """The columns `task` reads, by role in its order (None for an optional one left out).
+def task_columns(task: str, columns: Sequence[str] | None, data_format: str | None = None) -> tuple[str | None, ...]:
+    """The columns `task` reads (in `data_format`, default the task's first), by role in order.
 
     From the caller's `columns` or the defaults, e.g. text-classification: (text, text2
-    or None, label); question-answering: (question, context, answers).
+    or None, label); question-answering: (question, context, answers). None stands for
+    an optional column left out.
     """
     info = TASKS[Task(check_task(task))]
-    resolved = info.layout.resolve(columns)
+    layout = info.layout_of(data_format)
+    resolved = layout.resolve(columns)
     if resolved is None:
-        raise ConfigError(f"columns: {task} reads {info.readings()}, got {tuple(columns or ())}")
+        where = f" ({layout.format.value} data)" if data_format else ""
+        raise ConfigError(f"columns: {task}{where} reads {layout.readings()}, got {tuple(columns or ())}")
     return resolved
 
 
 @dataclass
 class Prepared:
-    """Tokenized data, its collator, and (classification) the label scheme."""
+    """Tokenized data, its collator, and what the task learnt about the data on the way."""
 
     train: Dataset
     validation: Dataset | None
     collator: Collator
     labels: LabelScheme | None = None
     warnings: tuple[str, ...] = ()
+    bind: Callable[[PreTrainedModel], None] | None = None  # call with the loaded model
+    sft: SFTReport | None = None
 
 
-def _map(dataset: Dataset, fn: MapFunction, workers: int | None, lengths: bool) -> Dataset:
-    mapped = dataset.map(fn, batched=True, num_proc=workers, remove_columns=dataset.column_names, desc="Tokenizing")
+def _map(dataset: Dataset, fn: MapFunction, workers: int | None, indexed: bool) -> Dataset:
+    return dataset.map(
+        fn,
+        batched=True,
+        with_indices=indexed,
+        num_proc=workers,
+        remove_columns=dataset.column_names,
+        desc="Tokenizing",
+    )
+
+
+def _build(plan: FeaturePlan, dataset: Dataset, role: str, workers: int | None, lengths: bool) -> Dataset:
+    mapped = _map(dataset, plan.encoder(role), workers, plan.indexed)
+    if plan.finish is not None:
+        mapped = plan.finish(dataset, mapped, role)
     if lengths:
         # Precomputed lengths let LengthGroupedSampler skip a pass over the data set.
         mapped = mapped.map(lambda row: {LENGTH_COLUMN: len(row["input_ids"])}, num_proc=workers)
@@ -198,18 +212,40 @@ def prepare(
     pad_to_multiple_of: int | None = None,
     lengths: bool = False,
     known_labels: dict[str, int] | None = None,
+    data_format: str | None = None,
+    sft: SFTOptions | None = None,
 ) -> Prepared:
-    """Tokenize `train` (and `validation`) for `task` and pick the collator."""
-    cols = task_columns(task, columns)
+    """Tokenize `train` (and `validation`) for `task` and pick the collator.
+
+    `data_format`: the layout of the rows (text, chat, prompt-completion); default: detected.
+    """
+    layout = choose_layout(TASKS[Task(check_task(task))], train, columns, data_format)
+    cols = task_columns(task, columns, layout.format.value if layout.format else None)
     require_columns(train, cols, "train", task)
     if validation is not None:
         require_columns(validation, cols, "validation", task)
-    request = FeatureRequest(task, tokenizer, cols, train, maxlength, stride, prefix, pad_to_multiple_of, known_labels)
-    plan = recipe_for(task).features(request)
+    request = FeatureRequest(
+        task,
+        tokenizer,
+        cols,
+        train,
+        maxlength,
+        stride,
+        prefix,
+        pad_to_multiple_of,
+        known_labels,
+        workers,
+        sft or SFTOptions(),
+    )
+    plan = recipe_for(task).features[layout.format](request)
+    prepared_train = _build(plan, train, "train", workers, lengths)
+    prepared_validation = _build(plan, validation, "validation", workers, lengths) if validation is not None else None
     return Prepared(
-        train=_map(train, plan.encoder("train"), workers, lengths),
-        validation=_map(validation, plan.encoder("validation"), workers, lengths) if validation is not None else None,
+        train=prepared_train,
+        validation=prepared_validation,
         collator=plan.collator,
         labels=plan.labels,
         warnings=tuple(plan.warnings),
+        bind=plan.bind,
+        sft=plan.sft,
     )
