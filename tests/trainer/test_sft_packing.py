@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from itertools import chain
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,6 +13,8 @@ from tiny_chat import chat_tokenizer
 from tiny_models import TinyModels
 from transformers import AutoModelForCausalLM
 
+from kubetune_trainer import HFTrainer
+from kubetune_trainer.errors import ConfigError
 from kubetune_trainer.feature_plan import SFTOptions
 from kubetune_trainer.packing import SEQ_LENGTHS, PackedCollator, pack
 from kubetune_trainer.task_recipes import prepare
@@ -39,20 +42,43 @@ def test_packed_batch_has_no_padding_and_restarts_positions_per_row() -> None:
     assert sorted(chain.from_iterable(rows["input_ids"])) == sorted(chain.from_iterable(packed["input_ids"]))
 
 
-def test_prepared_chat_data_packs_train_only() -> None:
+def _user(text: str) -> dict[str, str]:
+    return {"role": "user", "content": text}
+
+
+def _assistant(text: str) -> dict[str, str]:
+    return {"role": "assistant", "content": text}
+
+
+ANSWERS = ("red", "the cat is very red", "blue")
+FORMAT_ROWS = {
+    "text": [{"text": f"what color is the cat ? {answer}"} for answer in ANSWERS],
+    "chat": [{"messages": [_user("what color is the cat ?"), _assistant(answer)]} for answer in ANSWERS],
+    "prompt-completion": [{"prompt": "what color is the cat ?", "completion": f" {answer}"} for answer in ANSWERS],
+}
+
+
+@pytest.mark.parametrize("data_format", sorted(FORMAT_ROWS))
+def test_every_format_packs_its_training_rows_and_evaluates_row_by_row(data_format: str) -> None:
     tokenizer = chat_tokenizer()
-    messages = [
-        [{"role": "user", "content": "what color is the cat ?"}, {"role": "assistant", "content": word}]
-        for word in ("red", "the cat is very red", "blue")
-    ]
-    data = Dataset.from_list([{"messages": m} for m in messages * 8])
-    options = SFTOptions(packing=True)
-    prepared = prepare("language-generation", data, data, tokenizer, None, 32, sft=options)
+    data = Dataset.from_list(FORMAT_ROWS[data_format] * 8)
+    prepared = prepare("language-generation", data, data, tokenizer, None, 32, sft=SFTOptions(packing=True))
     unpacked = prepare("language-generation", data, None, tokenizer, None, 32, sft=SFTOptions(packing=False))
-    assert prepared.sft is not None and prepared.sft.batching == "packed"
+    assert prepared.sft is not None and (prepared.sft.format, prepared.sft.batching) == (data_format, "packed")
     assert len(prepared.train) < len(data) and all(len(ids) <= 32 for ids in prepared.train["input_ids"])
+    # The same rows, with the same labels, only packed together.
     assert sum(map(sum, prepared.train[SEQ_LENGTHS])) == sum(map(len, unpacked.train["input_ids"]))
-    assert prepared.validation is not None and len(prepared.validation) == len(data)  # evaluated row by row
+    assert sorted(chain.from_iterable(prepared.train["labels"])) == sorted(
+        chain.from_iterable(unpacked.train["labels"])
+    )
+    assert prepared.validation is not None and len(prepared.validation) == len(data)
+    assert SEQ_LENGTHS not in prepared.validation.column_names
+
+
+def test_packing_refuses_a_kv_cache(chat_llama: Path) -> None:
+    rows = FORMAT_ROWS["chat"]
+    with pytest.raises(ConfigError, match="packing needs use_cache off"):
+        HFTrainer()(str(chat_llama), rows, task="language-generation", packing=True, use_cache=True)
 
 
 @pytest.mark.parametrize("attention", ["sdpa", "eager"])

@@ -67,9 +67,11 @@ class ChatRenderer:
     markers_template: str | None
 
     def render(self, messages: Sequence[Message], generation_prompt: bool = False) -> str:
-        return self.tokenizer.apply_chat_template(
+        text = self.tokenizer.apply_chat_template(
             list(messages), chat_template=self.template, tokenize=False, add_generation_prompt=generation_prompt
         )
+        assert isinstance(text, str)  # tokenize=False, one conversation
+        return text
 
     def encode(self, messages: Sequence[Message], trained: Sequence[bool]) -> Rendered:
         """The conversation's tokens and loss mask; UnlocatableTurns when it cannot be masked."""
@@ -121,7 +123,7 @@ class ChatRenderer:
 
     def _from_markers(self, messages: Sequence[Message], trained: Sequence[bool]) -> Rendered:
         assert self.markers_template is not None
-        out = self.tokenizer.apply_chat_template(
+        out: Any = self.tokenizer.apply_chat_template(
             list(messages),
             chat_template=self.markers_template,
             tokenize=True,

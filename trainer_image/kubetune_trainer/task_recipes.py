@@ -160,7 +160,7 @@ def task_columns(task: str, columns: Sequence[str] | None, data_format: str | No
     layout = info.layout_of(data_format)
     resolved = layout.resolve(columns)
     if resolved is None:
-        where = f" ({layout.format.value} data)" if data_format else ""
+        where = f" ({data_format} data)" if data_format else ""
         raise ConfigError(f"columns: {task}{where} reads {layout.readings()}, got {tuple(columns or ())}")
     return resolved
 
@@ -225,17 +225,17 @@ def prepare(
     if validation is not None:
         require_columns(validation, cols, "validation", task)
     request = FeatureRequest(
-        task,
-        tokenizer,
-        cols,
-        train,
-        maxlength,
-        stride,
-        prefix,
-        pad_to_multiple_of,
-        known_labels,
-        workers,
-        sft or SFTOptions(),
+        task=task,
+        tokenizer=tokenizer,
+        columns=cols,
+        train=train,
+        maxlength=maxlength,
+        stride=stride,
+        prefix=prefix,
+        pad_to_multiple_of=pad_to_multiple_of,
+        known_labels=known_labels,
+        workers=workers,
+        sft=sft or SFTOptions(),
     )
     plan = recipe_for(task).features[layout.format](request)
     prepared_train = _build(plan, train, "train", workers, lengths)
