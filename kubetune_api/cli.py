@@ -27,6 +27,7 @@ import yaml
 
 from kubetune_api import __version__
 from kubetune_api.cluster_cli import register as register_cluster_commands
+from kubetune_api.describe import describe_training
 from kubetune_api.manifest import FineTuneJobManifest, ManifestError, load_manifests
 from kubetune_api.protocol import EXIT_FAILED, EXIT_INVALID_CONFIG, EXIT_SUCCEEDED
 from kubetune_api.validation import LOCAL_POLICY, ClusterPolicy
@@ -76,7 +77,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     policy, hint = policy_from_args(args)
     for job in load(args.file, policy, hint):
         output = job.spec.output.uri if job.spec.output else "outputs/NAME (kubetune run)"
-        print(f"{job.name}: valid ({job.spec.task}, base {job.spec.base.model}, output {output})")
+        print(f"{job.name}: valid ({describe_training(job.spec)}, base {job.spec.base.model}, output {output})")
     return EXIT_SUCCEEDED
 
 

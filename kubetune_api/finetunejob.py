@@ -14,7 +14,8 @@ from pydantic import Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from kubetune_api.resource import API_GROUP
-from kubetune_api.training import SpecModel, TrainingSpec, explain_pattern
+from kubetune_api.spec_base import SpecModel, explain_pattern
+from kubetune_api.training import TrainingSpec
 
 # More pods than this in one run is beyond what one c10d rendezvous and one Job are meant
 # for here; it also bounds the "-<index>" suffix of the pods' hostnames (see builders).
@@ -52,6 +53,7 @@ def check_qualified_keys(keys: Any, field: str) -> None:
             f"{field}: {bad} not valid keys: use NAME or PREFIX/NAME, NAME at most 63 letters, "
             "digits, '-', '_' or '.', starting and ending with a letter or digit, PREFIX a DNS name"
         )
+
 
 # Env names that hold credentials: their values must come from a Secret, never inline.
 # Plain RE2-compatible syntax: the CRD's CEL rule uses the same pattern.

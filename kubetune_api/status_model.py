@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import Field
 
 from kubetune_api.outcomes import Phase
-from kubetune_api.training import SpecModel
+from kubetune_api.spec_base import SpecModel
 
 
 class Condition(SpecModel):

@@ -10,10 +10,9 @@ YAML and JSON use camelCase (`maxLength`, `trainingArgs`); Python uses snake_cas
 
 from __future__ import annotations
 
-from enum import Enum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from kubetune_api.arguments import (
@@ -24,50 +23,49 @@ from kubetune_api.arguments import (
     check_training_args,
     check_unchecked_training_args,
 )
+from kubetune_api.spec_base import SpecModel, describe_validation_error
+from kubetune_api.tasks import (
+    DATA_FORMAT_NAMES,
+    TASK_NAMES,
+    TASKS,
+    Task,
+    columns_problem,
+    format_problem,
+    misplaced_options,
+    support_problems,
+)
 from kubetune_api.uris import DATA_SCHEMES, OUTPUT_SCHEMES, PVC_SCHEME, check_pvc_uri, check_scheme, uri_scheme
 
+# Task and TASK_NAMES live in the task registry; they are re-exported here for the spec's readers.
+__all__ = [
+    "DATA_FORMAT_NAMES",
+    "FILE_FORMATS",
+    "TASK_COLUMNS",
+    "TASK_NAMES",
+    "BaseModelSource",
+    "DataSpec",
+    "OutputSpec",
+    "SpecModel",
+    "Task",
+    "TrainingSpec",
+    "describe_validation_error",
+]
 
-class Task(str, Enum):
-    """Training tasks, each mapped to one model family by the trainer."""
-
-    TEXT_CLASSIFICATION = "text-classification"
-    LANGUAGE_GENERATION = "language-generation"
-    LANGUAGE_MODELING = "language-modeling"
-    QUESTION_ANSWERING = "question-answering"
-    SEQUENCE_SEQUENCE = "sequence-sequence"
-    TOKEN_DETECTION = "token-detection"
-
-
-TASK_NAMES: tuple[str, ...] = tuple(task.value for task in Task)
-
-# How many data columns each task reads, and what they mean, in order.
+# How many data columns each task reads, and what they mean (derived from the task registry).
 TASK_COLUMNS: dict[Task, tuple[int, int, str]] = {
-    Task.TEXT_CLASSIFICATION: (2, 3, "(text, label) or (text1, text2, label)"),
-    Task.LANGUAGE_GENERATION: (1, 1, "(text,)"),
-    Task.LANGUAGE_MODELING: (1, 1, "(text,)"),
-    Task.QUESTION_ANSWERING: (3, 3, "(question, context, answers)"),
-    Task.SEQUENCE_SEQUENCE: (2, 2, "(source, target)"),
-    Task.TOKEN_DETECTION: (1, 1, "(text,)"),
+    task: (*info.column_bounds, info.readings()) for task, info in TASKS.items()
 }
 
-DATA_FORMATS = ("csv", "json", "jsonl", "parquet", "txt")
+FILE_FORMATS = ("csv", "json", "jsonl", "parquet", "txt")
 # URIs are bounded so that the CRD's CEL rules on them stay within the API server's cost budget.
 MAX_URI = 4096
+# The longest chat template the spec takes: real ones are a few KiB, and a bounded string
+# keeps the CRD's immutability rule within the API server's CEL cost budget.
+MAX_CHAT_TEMPLATE = 65536
 
 # TrainingArguments fields kubetune sets itself, and what to write instead (the catalogue
 # generator leaves them out, so the argument checks refuse them with this text).
 OWNED_TRAINING_ARGS: dict[str, str] = {"output_dir": "set by kubetune; set spec.output.uri instead"}
-
-
-class SpecModel(BaseModel):
-    """camelCase on the wire, snake_case in Python, unknown fields rejected."""
-
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        use_enum_values=True,
-    )
 
 
 class BaseModelSource(SpecModel):
@@ -94,6 +92,14 @@ class BaseModelSource(SpecModel):
         return check_pvc_uri(model) if uri_scheme(model) == PVC_SCHEME else model
 
 
+def _format_message(where: str) -> str:
+    """data.format's meaning, naming the fields under `where` ("data." or "spec.data.")."""
+    return (
+        f"{where}format is the data format ({', '.join(DATA_FORMAT_NAMES)}); "
+        f"the file format ({', '.join(FILE_FORMATS)}) goes in {where}fileFormat"
+    )
+
+
 class DataSpec(SpecModel):
     """Where the training data lives and which columns to read."""
 
@@ -116,18 +122,34 @@ class DataSpec(SpecModel):
     columns: list[str] | None = Field(
         default=None,
         min_length=1,
-        max_length=3,
+        max_length=max(high for _, high, _ in TASK_COLUMNS.values()),
         description=(
-            "Data columns to read, in task order: text-classification (text, label) or "
-            "(text1, text2, label); question-answering (question, context, answers); "
-            "sequence-sequence (source, target); other tasks (text). Default: text, label, "
-            "question, context, answers, source, target as the task needs."
+            "Data columns to read, in task order: "
+            + "; ".join(f"{task.value} {meaning}" for task, (_, _, meaning) in TASK_COLUMNS.items())
+            + ". Default: the names shown, as the task needs them."
         ),
     )
     format: str | None = Field(
         default=None,
+        description=(
+            "language-generation: how rows are laid out. text: plain text (the text column); chat: "
+            "conversations (a messages column, each a list of {role, content} with role system, user or "
+            "assistant); prompt-completion: prompt and completion columns, text or lists of messages. "
+            "Default: detected from the data. (The file format is data.fileFormat.)"
+        ),
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": f"self in {list(DATA_FORMAT_NAMES)!r}",
+                    "message": _format_message("spec.data."),
+                }
+            ]
+        },
+    )
+    file_format: str | None = Field(
+        default=None,
         description="File format, when the URI's extension does not tell: csv, json, jsonl, parquet or txt.",
-        json_schema_extra={"enum": list(DATA_FORMATS)},
+        json_schema_extra={"enum": list(FILE_FORMATS)},
     )
 
     @field_validator("train", "validation")
@@ -137,9 +159,21 @@ class DataSpec(SpecModel):
 
     @field_validator("format")
     @classmethod
-    def _known_format(cls, value: str | None) -> str | None:
-        if value is not None and value not in DATA_FORMATS:
-            raise ValueError(f"unknown format {value!r}; use one of: {', '.join(DATA_FORMATS)}")
+    def _known_data_format(cls, value: str | None) -> str | None:
+        if value is not None and value in FILE_FORMATS:
+            raise ValueError(
+                f"{value} is a file format: write it as data.fileFormat: {value} "
+                f"(data.format is the data format: {', '.join(DATA_FORMAT_NAMES)})"
+            )
+        if value is not None and value not in DATA_FORMAT_NAMES:
+            raise ValueError(f"unknown data format {value!r}: {_format_message('data.')}")
+        return value
+
+    @field_validator("file_format")
+    @classmethod
+    def _known_file_format(cls, value: str | None) -> str | None:
+        if value is not None and value not in FILE_FORMATS:
+            raise ValueError(f"unknown file format {value!r}; use one of: {', '.join(FILE_FORMATS)}")
         return value
 
 
@@ -195,6 +229,32 @@ class TrainingSpec(SpecModel):
     prefix: str | None = Field(
         default=None,
         description='sequence-sequence: text prepended to every source, e.g. "translate English to German: ".',
+    )
+    chat_template: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_CHAT_TEMPLATE,
+        description=(
+            "language-generation: a Jinja chat template to render conversations with (chat data, "
+            "conversational prompt-completion data), instead of the base tokenizer's own. It is saved "
+            "with the trained tokenizer. Chat data needs one of the two."
+        ),
+    )
+    train_on_prompt: bool | None = Field(
+        default=None,
+        description=(
+            "language-generation: true trains on every token, prompts and user turns included. "
+            "Default: the loss covers only the assistant turns (chat) or the completion (prompt-completion)."
+        ),
+    )
+    packing: bool | None = Field(
+        default=None,
+        description=(
+            "language-generation: true packs rows into sequences of up to maxLength tokens, each row "
+            "attending only to itself (no padding processed); false keeps one row per sequence, padded "
+            "per batch. Default: chat and prompt-completion false; text concatenates all rows and cuts "
+            "the stream into maxLength blocks (the seed's behaviour; attention crosses rows)."
+        ),
     )
     quantize: FreeForm | None = Field(
         default=None,
@@ -272,20 +332,28 @@ class TrainingSpec(SpecModel):
     @model_validator(mode="after")
     def _fits_task(self) -> TrainingSpec:
         task = Task(self.task)
+        data_format = self.data.format
+        if data_format is not None and (problem := format_problem(task, data_format)):
+            raise ValueError(f"data.format: {problem}")
         if self.data.columns is not None:
-            low, high, meaning = TASK_COLUMNS[task]
-            if not low <= len(self.data.columns) <= high:
-                raise ValueError(
-                    f"data.columns: task {task.value} reads {meaning}, "
-                    f"got {len(self.data.columns)} column(s) {self.data.columns}"
-                )
-        if self.prefix is not None and task is not Task.SEQUENCE_SEQUENCE:
-            raise ValueError(f"prefix is only used by task sequence-sequence, not {task.value}")
+            problem = columns_problem(task, self.data.columns, data_format)
+            if problem:
+                raise ValueError(f"data.columns: {problem}")
+        layout = TASKS[task].layout_of(data_format) if data_format is not None else None
+        if layout is not None and self.train_on_prompt and not layout.prompted:
+            raise ValueError(f"trainOnPrompt: data.format {data_format} has no prompt; every token is trained")
+        if layout is not None and self.chat_template is not None and not layout.templated:
+            raise ValueError(f"chatTemplate: data.format {data_format} holds no conversations to render")
+        # Only fields without a default can be misplaced: the API server stores the others
+        # (stride: 128, ...) in every FineTuneJob.
+        given = [name for name, field in type(self).model_fields.items() if field.default is None]
+        for option, owners in misplaced_options(task, [name for name in given if getattr(self, name) is not None]):
+            raise ValueError(f"{to_camel(option)} is only used by task {owners}, not {task.value}")
+        for option, problem in support_problems(task, lora=self.lora is not None, quantize=self.quantize is not None):
+            raise ValueError(f"{problem}: remove spec.{option}")
         if self.quantize is not None and self.lora is None:
             # A quantized base cannot be trained directly, only through an adapter (QLoRA).
             raise ValueError("quantize needs lora: add lora: true (or LoraConfig arguments)")
-        if self.lora is not None and task is Task.TOKEN_DETECTION:
-            raise ValueError("lora is not supported with task token-detection: remove spec.lora")
         return self
 
     def all_training_args(self) -> dict[str, Any]:
@@ -300,31 +368,3 @@ class TrainingSpec(SpecModel):
 def _raise_problems(problems: list[ArgumentProblem]) -> None:
     if problems:
         raise ArgumentError(problems)
-
-
-# What a field's pattern means, in words: "should match pattern '^...$'" helps nobody.
-PATTERN_HINTS: dict[str, str] = {}
-
-
-def explain_pattern(pattern: str, hint: str) -> str:
-    """Register the words that replace `pattern` in validation messages; returns `pattern`."""
-    PATTERN_HINTS[pattern] = hint
-    return pattern
-
-
-def describe_validation_error(error: ValidationError, prefix: str = "spec") -> str:
-    """One line per problem, each naming the field the way a user writes it in YAML."""
-    lines = []
-    for problem in error.errors():
-        path = ".".join([prefix, *(str(part) for part in problem["loc"])]) if problem["loc"] else prefix
-        cause = (problem.get("ctx") or {}).get("error")
-        if isinstance(cause, ArgumentError):
-            # The argument checks know where below the field each mistake is.
-            lines += [found.render(path) for found in cause.problems]
-            continue
-        message = problem["msg"].removeprefix("Value error, ")
-        hint = PATTERN_HINTS.get(str((problem.get("ctx") or {}).get("pattern")))
-        if problem["type"] == "string_pattern_mismatch" and hint:
-            message = f"{problem['input']!r} is not {hint}"
-        lines.append(f"{path}: {message}")
-    return "; ".join(lines)

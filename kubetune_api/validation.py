@@ -16,7 +16,8 @@ from pydantic import ValidationError
 from kubetune_api.finetunejob import FineTuneJobSpec
 from kubetune_api.launch_command import training_processes
 from kubetune_api.sharding import sharded_checkpoint_problem
-from kubetune_api.training import OutputSpec, describe_validation_error
+from kubetune_api.spec_base import describe_validation_error
+from kubetune_api.training import OutputSpec
 from kubetune_api.uris import PERSISTENT_OUTPUT_SCHEMES, PVC_SCHEME, check_pvc_uri, uri_scheme
 
 NO_OUTPUT_MESSAGE = (

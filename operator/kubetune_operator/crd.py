@@ -15,7 +15,7 @@ CEL rules (`x-kubernetes-validations`):
   but `suspend` can change. CEL cannot see inside untyped or unknown-field values
   (quantize, lora, trainingArgs, affinity); the operator detects changes to those
   by a spec hash on the Job and posts a SpecChangeIgnored warning Event;
-* cross-field rules: columns per task, prefix only for sequence-sequence, a
+* cross-field rules: columns and data formats per task, options only for the tasks that read them, a
   persistent output location, env value xor valueFrom, credentials by reference.
 """
 
@@ -25,12 +25,14 @@ import copy
 from typing import Any
 
 import yaml
+from pydantic.alias_generators import to_camel
 
 from kubetune_api.argument_catalogue import ArgumentKind
 from kubetune_api.argument_schema import argument_schema, cel_rules
 from kubetune_api.finetunejob import QUALIFIED_NAME_PATTERN, SECRET_ENV_PATTERN, FineTuneJobSpec
 from kubetune_api.resource import API_GROUP, API_VERSION, CATEGORY, KIND, PLURAL, SHORT_NAME, SINGULAR
 from kubetune_api.status_model import FineTuneJobStatus
+from kubetune_api.tasks import TASKS
 from kubetune_api.training import TASK_COLUMNS
 from kubetune_api.uris import DOT_SEGMENT_PATTERN, OBJECT_STORE_SCHEMES, PVC_FORM, PVC_SCHEME, PVC_URI_PATTERN
 
@@ -113,22 +115,46 @@ def model_schema(model: type[Any]) -> Schema:
 
 
 def _columns_rule() -> tuple[str, str]:
-    """The CEL rule and message for columns per task, from the trainer's TASK_COLUMNS.
+    """The CEL rule and message for columns per task, from the task registry's TASK_COLUMNS.
 
-    Tasks that read one column share the fallback branch; the others get one branch each.
+    Tasks that read the same number of columns share one branch; the last group is the fallback.
     """
     size = "size(self.data.columns)"
-    branches: list[str] = []
-    readings: list[str] = []
-    for task, (low, high, meaning) in TASK_COLUMNS.items():
-        if (low, high) == (1, 1):
-            continue
-        count = f"{size} == {low}" if low == high else f"{size} in [{', '.join(map(str, range(low, high + 1)))}]"
-        branches.append(f"self.task == '{task.value}' ? {count} : ")
-        readings.append(f"{task.value} {'' if readings else 'reads '}{meaning}")
-    rule = f"!has(self.data.columns) || ({''.join(branches)}{size} == 1)"
-    message = "spec.data.columns: " + "; ".join([*readings, "other tasks (text)"])
-    return rule, message
+    groups: dict[tuple[int, int], list[str]] = {}
+    for task, (low, high, _) in TASK_COLUMNS.items():
+        groups.setdefault((low, high), []).append(task.value)
+    checks = [
+        (tasks, f"{size} == {low}" if low == high else f"{size} in [{', '.join(map(str, range(low, high + 1)))}]")
+        for (low, high), tasks in groups.items()
+    ]
+    # The last group needs no condition: every other task was tested before it.
+    branches = "".join(f"self.task in {tasks!r} ? {check} : " for tasks, check in checks[:-1])
+    rule = f"!has(self.data.columns) || ({branches}{checks[-1][1]})"
+    readings = [f"{task.value} {meaning}" for task, (_, _, meaning) in TASK_COLUMNS.items()]
+    return rule, "spec.data.columns: " + "; ".join(readings)
+
+
+def _formats_rule() -> tuple[str, str]:
+    """The CEL rule and message for the data formats each task reads, from the task registry."""
+    formats = {task.value: [data_format.value for data_format in info.formats] for task, info in TASKS.items()}
+    readers = [f"{task} reads {', '.join(names)}" for task, names in formats.items() if names]
+    rule = f"!has(self.data.format) || self.data.format in {formats!r}[self.task]"
+    return rule, "spec.data.format: " + "; ".join(readers) + "; other tasks take no data.format"
+
+
+def task_options(props: dict[str, Schema]) -> dict[str, list[str]]:
+    """camelCase spec field -> the tasks that read it, for the registry's options without a default.
+
+    A field with a default is in every stored object (the API server fills it in), so
+    only the others can be checked for the task they belong to.
+    """
+    owners: dict[str, list[str]] = {}
+    for task, info in TASKS.items():
+        for option in info.options:
+            name = to_camel(option)
+            if "default" not in props[name]:
+                owners.setdefault(name, []).append(task.value)
+    return owners
 
 
 def _add_rule(node: Schema, rule: str, message: str, **extra: str) -> None:
@@ -178,14 +204,17 @@ def spec_schema() -> Schema:
         )
 
     # Cross-field rules, mirroring the model's validators where CEL can express them.
-    _add_rule(
-        schema,
-        "!has(self.prefix) || self.task == 'sequence-sequence'",
-        "spec.prefix is only used by task sequence-sequence",
-        fieldPath=".prefix",
-    )
+    for option, tasks in task_options(props).items():
+        _add_rule(
+            schema,
+            f"!has(self.{option}) || self.task in {tasks!r}",
+            f"spec.{option} is only used by task {' or '.join(tasks)}",
+            fieldPath=f".{option}",
+        )
     rule, message = _columns_rule()
     _add_rule(schema, rule, message, fieldPath=".data.columns")
+    rule, message = _formats_rule()
+    _add_rule(schema, rule, message, fieldPath=".data.format")
     _add_rule(
         props["output"],
         f"self.uri.matches('{PERSISTENT_OUTPUT_PATTERN}')",

@@ -8,10 +8,10 @@ import re
 import shutil
 import subprocess
 import sys
-from importlib.metadata import requires
 from pathlib import Path
 
 import pytest
+import tomllib
 from packaging.requirements import Requirement
 from packaging.version import Version
 
@@ -90,17 +90,14 @@ def test_trainer_cpu_variant_by_build_argument() -> None:
 
 
 def test_trainer_pins_fit_pyproject() -> None:
-    """torch, transformers, peft, bitsandbytes, datasets (and accelerate) pinned inside the extra's ranges."""
+    """torch, transformers, peft, bitsandbytes, datasets, accelerate and trl pinned inside the extra's ranges."""
     args = {a.split("=", 1)[0]: a.split("=", 1)[1] for word, a in _instructions(TRAINER) if word == "ARG" and "=" in a}
-    # The trainer extra as pyproject.toml declares it (the installed kubetune's metadata).
-    extra = {}
-    for line in requires("kubetune") or []:
-        requirement = Requirement(line)
-        marker = requirement.marker
-        if marker is not None and marker.evaluate({"extra": "trainer"}) and not marker.evaluate({"extra": ""}):
-            extra[requirement.name] = requirement
+    # The trainer extra as pyproject.toml declares it (read from the file: an installed kubetune's
+    # metadata is as old as its last install).
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["trainer"]
+    extra = {Requirement(line).name: Requirement(line) for line in declared}
     runs = " ".join(a for word, a in _instructions(TRAINER) if word == "RUN")
-    for name in ("torch", "transformers", "datasets", "peft", "bitsandbytes", "accelerate"):
+    for name in ("torch", "transformers", "datasets", "peft", "bitsandbytes", "accelerate", "trl"):
         pinned = Version(args[f"{name.upper()}_VERSION"])
         assert extra[name].specifier.contains(pinned, prereleases=True), f"{name}=={pinned} is outside {extra[name]}"
         assert f'"{name}==${{{name.upper()}_VERSION}}"' in runs, f"{name} is not installed at its pin"

@@ -209,10 +209,40 @@ CROSS_FIELD_CASES: list[tuple[str, dict[str, Any], bool]] = [
         True,
     ),
     (
+        # A text pair, as the seed's language tasks read it (the task registry says so).
         "token-detection, 2 columns",
         {"task": "token-detection", "data": {"train": "s3://b/t", "columns": ["a", "b"]}},
+        True,
+    ),
+    (
+        "token-detection, 3 columns",
+        {"task": "token-detection", "data": {"train": "s3://b/t", "columns": ["a", "b", "c"]}},
         False,
     ),
+    (
+        "language-generation, chat data",
+        {"task": "language-generation", "data": {"train": "s3://b/t.jsonl", "format": "chat"}},
+        True,
+    ),
+    (
+        "data.format holding a file format",
+        {"task": "language-generation", "data": {"train": "s3://b/t", "format": "jsonl"}},
+        False,
+    ),
+    ("text-classification, chat data", {"data": {"train": "s3://b/t", "format": "chat"}}, False),
+    (
+        "language-modeling, text data",
+        {"task": "language-modeling", "data": {"train": "s3://b/t", "format": "text"}},
+        True,
+    ),
+    ("file format jsonl", {"data": {"train": "s3://b/t", "fileFormat": "jsonl"}}, True),
+    (
+        "packing and trainOnPrompt with language-generation",
+        {"task": "language-generation", "packing": True, "trainOnPrompt": True, "chatTemplate": "{{ m }}"},
+        True,
+    ),
+    ("packing with text-classification", {"packing": False}, False),
+    ("chatTemplate with sequence-sequence", {"task": "sequence-sequence", "chatTemplate": "{{ m }}"}, False),
     ("output on a claim", {"output": {"uri": "pvc://models/run-1"}}, True),
     ("output in s3", {"output": {"uri": "s3://bucket/run-1"}}, True),
     ("output in azure, abfss", {"output": {"uri": "abfss://c@acct.dfs.core.windows.net/m"}}, True),

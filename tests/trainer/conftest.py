@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from moto_s3 import Bucket, moto_server, new_bucket
 from runtime_helpers import toy_rows, write_csv
+from tiny_chat import build_chat_llama
 from tiny_models import TinyModels, build_all
 
 
@@ -20,6 +21,12 @@ from tiny_models import TinyModels, build_all
 def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> TinyModels:
     """Tiny BERT, GPT-2, T5, Llama and ELECTRA checkpoints written once per session."""
     return build_all(tmp_path_factory.mktemp("tiny-models"))
+
+
+@pytest.fixture(scope="session")
+def chat_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Llama whose tokenizer has a chat template (tests/trainer/tiny_chat.py)."""
+    return build_chat_llama(tmp_path_factory.mktemp("chat-llama"))
 
 
 @pytest.fixture()

@@ -103,7 +103,7 @@ def test_wrong_format(files: Path) -> None:
     with pytest.raises(DataError, match="could not be read as json"):
         load_source(str(files / "rows.csv"), data_format="json")
     (files / "rows.bin").write_bytes(b"\x00\x01")
-    with pytest.raises(DataError, match=r"cannot tell the format .* '\.bin'; set data.format to one of: csv, json"):
+    with pytest.raises(DataError, match=r"cannot tell the format .* '\.bin'; set data.fileFormat to one of: csv, json"):
         load_source(str(files / "rows.bin"))
 
 

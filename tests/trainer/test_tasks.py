@@ -11,9 +11,10 @@ from tiny_models import TinyModels
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from kubetune_trainer.errors import ConfigError, DataError
+from kubetune_trainer.features import CausalLMCollator
 from kubetune_trainer.inputs import to_dataset
 from kubetune_trainer.questions import answer_span
-from kubetune_trainer.tasks import CausalLMCollator, check_task, prepare, task_columns
+from kubetune_trainer.task_recipes import check_task, prepare, task_columns
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,8 @@ from tiny_models import TinyModels
 
 from kubetune_api import arguments
 from kubetune_api.argument_catalogue import Catalogue, load_catalogue
-from kubetune_api.training import TrainingSpec, describe_validation_error
+from kubetune_api.spec_base import describe_validation_error
+from kubetune_api.training import TrainingSpec
 from kubetune_trainer.errors import ConfigError
 from kubetune_trainer.hftrainer import HFTrainer
 from kubetune_trainer.runner import check_training_args, run_training

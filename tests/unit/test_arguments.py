@@ -26,7 +26,8 @@ from kubetune_api.arguments import (
 )
 from kubetune_api.finetunejob import FineTuneJobSpec
 from kubetune_api.manifest import ManifestError, parse_manifest
-from kubetune_api.training import TrainingSpec, describe_validation_error
+from kubetune_api.spec_base import describe_validation_error
+from kubetune_api.training import TrainingSpec
 from kubetune_api.validation import LOCAL_POLICY, InvalidSpecError, validate_spec
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.yaml"))

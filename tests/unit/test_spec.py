@@ -8,7 +8,8 @@ import sys
 import pytest
 from pydantic import ValidationError
 
-from kubetune_api.training import TrainingSpec, describe_validation_error
+from kubetune_api.spec_base import describe_validation_error
+from kubetune_api.training import TrainingSpec
 from kubetune_api.uris import uri_scheme
 
 MINIMAL = {"base": {"model": "org/model"}, "data": {"train": "train.csv"}}
@@ -68,9 +69,7 @@ def test_data_uri_schemes(uri: str, accepted: bool) -> None:
 
 
 def test_output_cannot_be_a_web_url() -> None:
-    assert "spec.output.uri: unsupported URI scheme 'https'" in error_text(
-        output={"uri": "https://example.com/model"}
-    )
+    assert "spec.output.uri: unsupported URI scheme 'https'" in error_text(output={"uri": "https://example.com/model"})
 
 
 def test_scheme_must_be_lower_case() -> None:
@@ -113,3 +112,90 @@ def test_spec_imports_without_torch() -> None:
         "sys.exit(f'imported {heavy}' if heavy else 0)"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_data_format_is_the_rows_layout_and_file_format_the_files() -> None:
+    parsed = spec(task="language-generation", data={"train": "t.data", "format": "chat", "fileFormat": "jsonl"})
+    assert (parsed.data.format, parsed.data.file_format) == ("chat", "jsonl")
+    assert '"fileFormat":"jsonl"' in parsed.to_job_json()
+    # The old meaning of data.format gets the fix named.
+    text = error_text(task="language-generation", data={"train": "t.data", "format": "jsonl"})
+    assert "spec.data.format: jsonl is a file format: write it as data.fileFormat: jsonl" in text
+    assert "unknown data format 'tabular'" in error_text(data={"train": "t", "format": "tabular"})
+    assert "unknown file format 'xls'" in error_text(data={"train": "t", "fileFormat": "xls"})
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"data": {"train": "t", "format": "chat"}}, "task text-classification has one data layout"),
+        ({"task": "language-modeling", "data": {"train": "t", "format": "chat"}}, "reads data.format text, not chat"),
+        ({"packing": True}, "packing is only used by task language-generation, not text-classification"),
+        ({"chatTemplate": "{{ x }}"}, "chatTemplate is only used by task language-generation"),
+        (
+            {"task": "language-generation", "data": {"train": "t", "format": "chat", "columns": ["q", "a"]}},
+            "task language-generation with data.format chat reads (messages), got 2 column(s)",
+        ),
+        (
+            {"task": "language-generation", "data": {"train": "t", "format": "text"}, "trainOnPrompt": True},
+            "trainOnPrompt: data.format text has no prompt",
+        ),
+        (
+            {"task": "language-generation", "data": {"train": "t", "format": "text"}, "chatTemplate": "{{ x }}"},
+            "chatTemplate: data.format text holds no conversations",
+        ),
+        ({"task": "language-generation", "chatTemplate": "x" * 70000}, "spec.chatTemplate: String should have at most"),
+    ],
+)
+def test_fine_tuning_options_fit_the_task_and_format(fields: dict[str, object], message: str) -> None:
+    assert message in error_text(**fields)
+
+
+def test_chat_fine_tuning_spec() -> None:
+    parsed = spec(
+        task="language-generation",
+        data={"train": "s3://b/chats.jsonl", "format": "chat"},
+        chatTemplate="{{ messages }}",
+        trainOnPrompt=True,
+        packing=True,
+    )
+    assert (parsed.chat_template, parsed.train_on_prompt, parsed.packing) == ("{{ messages }}", True, True)
+    assert TrainingSpec.model_validate_json(parsed.to_job_json()) == parsed
+
+
+@pytest.mark.parametrize(
+    ("fields", "described"),
+    [
+        ({}, "text-classification"),
+        ({"task": "language-generation", "lora": True}, "language-generation, data format detected from the data"),
+        (
+            {
+                "task": "language-generation",
+                "data": {"train": "t", "format": "chat"},
+                "maxLength": 512,
+                "packing": True,
+            },
+            "language-generation, chat data, loss on the assistant turns, packed into 512-token sequences",
+        ),
+        (
+            {
+                "task": "language-generation",
+                "data": {"train": "t", "format": "prompt-completion"},
+                "trainOnPrompt": True,
+            },
+            "language-generation, prompt-completion data, loss on every token, padded per batch",
+        ),
+        (
+            {"task": "language-generation", "data": {"train": "t", "format": "text"}},
+            "language-generation, text data, concatenated into maxLength blocks",
+        ),
+        (
+            {"task": "language-generation", "data": {"train": "t", "format": "chat"}, "quantize": True, "lora": True},
+            "chat data, loss on the assistant turns, padded per batch, QLoRA",
+        ),
+    ],
+)
+def test_one_line_description(fields: dict[str, object], described: str) -> None:
+    from kubetune_api.describe import describe_training
+
+    assert described in describe_training(spec(**fields))

@@ -53,8 +53,9 @@ from kubetune_api.protocol import (
     encode_result,
     format_progress,
 )
-from kubetune_api.training import TrainingSpec, describe_validation_error
-from kubetune_trainer.distributed import ENV_RANK_RESULTS, DistributedEnv
+from kubetune_api.spec_base import describe_validation_error
+from kubetune_api.training import TrainingSpec
+from kubetune_trainer.distributed import ENV_RANK_RESULTS, DistributedEnv, leave_process_group
 
 
 def print_progress(progress: Progress) -> None:
@@ -144,6 +145,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # One line per rank in the pod log: shows that every rank ran, and how it ended.
         print(f"kubetune: {place.describe()} finished: {result.outcome}", file=sys.stderr, flush=True)
     report_result(result, place)
+    if place.distributed:
+        leave_process_group()
     if result.outcome == "Failed":
         print(f"kubetune: {result.reason}: {result.message}", file=sys.stderr)
     return exit_code(result)

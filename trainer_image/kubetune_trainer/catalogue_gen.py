@@ -77,7 +77,7 @@ def _build_training_args(values: dict[str, Any]) -> object:
     return TrainingArguments(**{"output_dir": "", "use_cpu": True, "report_to": "none", **values})
 
 
-def _build_lora_config(values: dict[str, Any]) -> object:
+def _build_lora_config(values: dict[str, Any]) -> LoraConfig:
     return LoraConfig(**{"target_modules": ["proj"], **values})
 
 
@@ -142,7 +142,8 @@ def _dataclass_arguments(kind: ArgumentKind, cls: type, excluded: dict[str, str]
             # Declared for HfArgumentParser; the library looks the value up in the same table.
             shape = dataclasses.replace(shape, enum=tuple(item.metadata["choices"]))
             origin = f"{cls.__name__} field metadata choices"
-        default = item.default if item.default is not dataclasses.MISSING else item.default_factory()  # type: ignore[misc]
+        factory: Any = item.default_factory  # MISSING unless the field has one
+        default = item.default if item.default is not dataclasses.MISSING else factory()
         found[item.name] = Argument(
             name=item.name,
             shape=shape,

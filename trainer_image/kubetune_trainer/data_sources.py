@@ -3,7 +3,7 @@
 Forms a URI may take:
 
 * a local path or `file://PATH`: csv, json, jsonl, parquet or txt, the format taken from
-  the extension or `data.format`; a directory or a glob reads every matching file;
+  the extension or `data.fileFormat`; a directory or a glob reads every matching file;
 * `hf://NAME?config=CONFIG&split=SPLIT&revision=REV`: a Hugging Face hub dataset, via
   `datasets.load_dataset` (split defaults to train for the training data and to
   validation for the validation data);
@@ -29,7 +29,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from datasets import Dataset, DatasetDict
 
 from kubetune_api.suggestions import closest
-from kubetune_api.training import DATA_FORMATS, DataSpec
+from kubetune_api.training import FILE_FORMATS, DataSpec
 from kubetune_api.uris import HUB_SCHEME, LOCAL_SCHEMES, OBJECT_STORE_SCHEMES, PVC_SCHEME, WEB_SCHEMES, uri_scheme
 from kubetune_trainer.errors import DataError
 from kubetune_trainer.storage import filesystem
@@ -66,11 +66,11 @@ class LoadedData:
 
 def load_data(data: DataSpec) -> LoadedData:
     """Load the training (and validation) data and check the named columns exist."""
-    train = load_source(data.train, data_format=data.format, default_split="train", role="data.train")
+    train = load_source(data.train, data_format=data.file_format, default_split="train", role="data.train")
     validation = None
     if data.validation is not None:
         validation = load_source(
-            data.validation, data_format=data.format, default_split="validation", role="data.validation"
+            data.validation, data_format=data.file_format, default_split="validation", role="data.validation"
         )
     if data.columns:
         check_columns(train, data.columns, "data.train")
@@ -86,7 +86,11 @@ def load_source(
     default_split: str = "train",
     role: str = "data",
 ) -> Dataset:
-    """One data URI as a non-empty Dataset; `DataError` for anything a user can fix."""
+    """One data URI as a non-empty Dataset; `DataError` for anything a user can fix.
+
+    `data_format`: the *file* format (the spec's data.fileFormat); the keyword keeps the
+    name it had before data.format came to mean the rows' layout (text, chat, ...).
+    """
     try:
         dataset = _load_any(uri, data_format, default_split)
     except DataError as error:
@@ -134,7 +138,7 @@ def local_path(uri: str) -> Path:
 
 
 def data_format_of(path: str, data_format: str | None, uri: str) -> str:
-    """The format given in the spec, else the one the file extension names."""
+    """The file format given in the spec (data.fileFormat), else the one the file extension names."""
     if data_format is not None:
         return data_format
     suffix = PurePosixPath(urlsplit(path).path if "://" in path else path).suffix.lower()
@@ -142,7 +146,7 @@ def data_format_of(path: str, data_format: str | None, uri: str) -> str:
         return EXTENSIONS[suffix]
     raise DataError(
         f"cannot tell the format of {uri} from its extension {suffix or '(none)'!r}; "
-        f"set data.format to one of: {', '.join(DATA_FORMATS)}"
+        f"set data.fileFormat to one of: {', '.join(FILE_FORMATS)}"
     )
 
 
@@ -158,7 +162,7 @@ def _load_local(path: Path, data_format: str | None, uri: str) -> Dataset:
             if p.is_file() and (data_format is not None or p.suffix.lower() in EXTENSIONS)
         )
         if not files:
-            raise DataError(f"{uri} is a directory with no data files ({', '.join(DATA_FORMATS)})")
+            raise DataError(f"{uri} is a directory with no data files ({', '.join(FILE_FORMATS)})")
     elif path.is_file():
         files = [str(path)]
     else:
@@ -174,7 +178,7 @@ def _resolved_hint(path: Path, uri: str) -> str:
 def _load_files(files: Sequence[str], data_format: str | None, uri: str) -> Dataset:
     formats = {data_format_of(f, data_format, uri) for f in files}
     if len(formats) > 1:
-        raise DataError(f"{uri} mixes data formats {sorted(formats)}; set data.format or narrow the URI")
+        raise DataError(f"{uri} mixes data formats {sorted(formats)}; set data.fileFormat or narrow the URI")
     (fmt,) = formats
     if all(os.path.getsize(f) == 0 for f in files):
         raise DataError(f"{uri} is empty")

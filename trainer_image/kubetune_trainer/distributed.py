@@ -21,6 +21,7 @@ Who writes what (see kubetune_trainer.__main__ and .launch):
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -119,3 +120,18 @@ def all_gather(value: T) -> list[T]:
     gathered: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(gathered, value)
     return gathered
+
+
+def leave_process_group() -> None:
+    """Tear the process group down before the interpreter exits.
+
+    Left to interpreter shutdown, gloo's threads can be destroyed while running ("terminate
+    called without an active exception"): the rank aborts after reporting success, and the
+    launcher counts it as failed.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        # A peer already gone: nothing left to tear down cleanly.
+        with contextlib.suppress(Exception):
+            dist.destroy_process_group()

@@ -8,7 +8,8 @@ predictions look like, since the label kind is only known after reading the data
   micro-F1 over all label decisions (logit > 0, i.e. sigmoid > 0.5);
 * otherwise: single-label -> accuracy of the argmax.
 
-Other tasks return None (the Trainer's eval loss is the useful number there).
+Which suite a task gets is declared in the task registry (`TaskInfo.metrics`). Tasks
+without a suite return None: the Trainer's eval loss is the useful number there.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from collections.abc import Callable
 
 import numpy as np
 from transformers import EvalPrediction
+
+from kubetune_api.tasks import task_info
 
 Metrics = Callable[[EvalPrediction], dict[str, float]]
 
@@ -46,8 +49,11 @@ def classification_metrics(prediction: EvalPrediction) -> dict[str, float]:
     return {"accuracy": float(np.mean(np.argmax(logits, axis=-1) == labels))}
 
 
+# Metric suites computed from predictions, by the name the task registry uses.
+METRIC_SUITES: dict[str, Metrics] = {"classification": classification_metrics}
+
+
 def default_metrics(task: str) -> Metrics | None:
     """The compute_metrics function for `task`, or None when the eval loss is enough."""
-    if task == "text-classification":
-        return classification_metrics
-    return None
+    suite = task_info(task).metrics
+    return METRIC_SUITES.get(suite) if suite else None

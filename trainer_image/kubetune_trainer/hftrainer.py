@@ -28,16 +28,19 @@ from transformers import (
 )
 from transformers.trainer_utils import get_last_checkpoint
 
+from kubetune_api.tasks import misplaced_options, support_problems, task_info
 from kubetune_trainer.errors import ConfigError
 from kubetune_trainer.eval_metrics import Metrics
+from kubetune_trainer.feature_plan import SFTOptions, SFTReport
 from kubetune_trainer.final_save import save_final_model
 from kubetune_trainer.inputs import to_dataset
 from kubetune_trainer.labels import DEFAULT_MAX_LABELS, LabelScheme
 from kubetune_trainer.memory import limit_heap_fragmentation
 from kubetune_trainer.models import LoadReport, load_base, load_model
 from kubetune_trainer.peft_config import lora_config, plan_quantization, quantization_config
-from kubetune_trainer.tasks import check_task, prepare
+from kubetune_trainer.task_recipes import check_task, prepare
 from kubetune_trainer.training_args import build_training_args, has_accelerator
+from kubetune_trainer.transformers_trainer import PERPLEXITY_SUITE, KubetuneTrainer
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +65,7 @@ class HFTrainer:
         self.quantized: bool = False
         self.adapter: bool = False
         self.labels: LabelScheme | None = None
+        self.sft: SFTReport | None = None  # language-generation: format, masking, batching
         self.trainer: Trainer | None = None
 
     def _warn(self, message: str) -> None:
@@ -85,6 +89,10 @@ class HFTrainer:
         lora: LoraArg = None,
         callbacks: list[TrainerCallback] | None = None,
         maxlabels: int = DEFAULT_MAX_LABELS,
+        format: str | None = None,  # the spec's data.format under the same name, shadowing the builtin here
+        chat_template: str | None = None,
+        train_on_prompt: bool = False,
+        packing: bool | None = None,
         **args: Any,
     ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
         """Train `base` on `train` and return (model, tokenizer), the model in eval mode.
@@ -93,7 +101,7 @@ class HFTrainer:
             base: hub id, local path, or (model, tokenizer) from an earlier run
             train: list of dicts, pandas DataFrame, datasets.Dataset or data URI
             validation: optional evaluation data, same forms as train
-            columns: columns to read, in task order (see `tasks.task_columns`)
+            columns: columns to read, in task order (see `task_recipes.task_columns`)
             maxlength: maximum tokens per row; default the tokenizer's limit
             stride: question-answering window overlap in tokens
             task: text-classification, language-generation, language-modeling,
@@ -114,14 +122,26 @@ class HFTrainer:
         task = check_task(task)
         quantization = quantization_config(quantize)
         adapter = lora_config(task, lora)
-        if adapter is not None and task == "token-detection":
-            raise ConfigError("lora is not supported with task token-detection")
+        for option, problem in support_problems(task, lora=adapter is not None, quantize=quantization is not None):
+            raise ConfigError(f"{problem}: remove {option}=")
+        # As the seed, an option of another task is ignored; unlike it, the caller hears so.
+        given = {
+            "prefix": prefix,
+            "chat_template": chat_template,
+            "train_on_prompt": train_on_prompt or None,
+            "packing": packing,
+        }
+        for option, owners in misplaced_options(task, [name for name, value in given.items() if value is not None]):
+            self._warn(f"{option} is only used by task {owners}; ignored for {task}")
         if quantization is not None and adapter is None:
             raise ConfigError("quantize needs lora: a quantized model can only be trained through an adapter")
         training = build_training_args(args)
+        if packing and training.use_cache:
+            # With a KV cache transformers attends across the packed rows (see packing.py).
+            raise ConfigError("packing needs use_cache off: remove use_cache=True")
         train_data = to_dataset(train, "train")
         validation_data = to_dataset(validation, "validation") if validation is not None else None
-        resume = self._resume_point(checkpoint, training.output_dir)
+        resume = self._resume_point(checkpoint, training.output_dir or "")
 
         set_seed(training.seed)
         if training.use_cpu or not has_accelerator():
@@ -146,20 +166,23 @@ class HFTrainer:
             lengths=training.train_sampling_strategy == "group_by_length",
             known_labels=_named_labels(config),
             max_labels=maxlabels,
+            data_format=format,
+            sft=SFTOptions(chat_template, train_on_prompt, packing),
         )
         for warning in prepared.warnings:
             self._warn(warning)
         self.labels = prepared.labels
+        self.sft = prepared.sft
 
         model = self.model(task, base, config, prepared.labels, tokenizer, quantization)
         if model.config.pad_token_id is None:
             model.config.pad_token_id = tokenizer.pad_token_id
-        trained = self._peft(model, adapter, training.gradient_checkpointing)
-        if hasattr(prepared.collator, "model"):
-            # Seq2seq collator builds decoder inputs with the model's own helper.
-            prepared.collator.model = model
+        trained = self._peft(model, adapter, bool(training.gradient_checkpointing))
+        if prepared.bind is not None:
+            prepared.bind(model)
 
-        self.trainer = Trainer(
+        self.trainer = KubetuneTrainer(
+            perplexity=task_info(task).metrics == PERPLEXITY_SUITE,
             model=trained,
             args=training,
             data_collator=prepared.collator,

@@ -127,13 +127,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"kubetune: {result.message}", file=sys.stderr)
         return exit_code(result)
     try:
-        result = pod_result(read_rank_results(folder), failures)
+        reported = pod_result(read_rank_results(folder), failures)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    if result is None:
+    if reported is None:
         return 0
-    write_result(result)
-    code = exit_code(result)
+    write_result(reported)
+    code = exit_code(reported)
     if failures and code == 0:
         code = 1  # a worker failed after writing a Succeeded result (e.g. at exit): still a failure
     return code

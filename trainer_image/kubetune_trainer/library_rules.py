@@ -55,16 +55,20 @@ LORA_CONFIG = "peft/tuners/lora/config.py"
 BNB_CONFIG = "transformers/utils/quantization_config.py"
 
 
+# Any sized, indexable container is a map-style dataset to a DataLoader; torch's stubs want a Dataset.
+_TWO_ITEMS: Any = [0, 1]
+
+
 def _batch_size_probe(value: Any) -> object:
     from torch.utils.data import DataLoader
 
-    return DataLoader(range(2), batch_size=value)
+    return DataLoader(_TWO_ITEMS, batch_size=value)
 
 
 def _workers_probe(value: Any) -> object:
     from torch.utils.data import DataLoader
 
-    return DataLoader(range(2), num_workers=value)
+    return DataLoader(_TWO_ITEMS, num_workers=value)
 
 
 def _quant_type_probe(value: Any) -> object:

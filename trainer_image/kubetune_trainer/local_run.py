@@ -16,13 +16,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
+from kubetune_api.describe import describe_training
 from kubetune_api.manifest import FineTuneJobManifest
 from kubetune_api.protocol import Progress, Result
-from kubetune_api.training import OutputSpec, Task, TrainingSpec
+from kubetune_api.training import OutputSpec, TrainingSpec
 from kubetune_api.uris import uri_scheme
 
 # Eval metrics shown in the progress bar's postfix.
-_HEADLINE = ("accuracy", "f1", "loss")
+_HEADLINE = ("accuracy", "f1", "loss", "perplexity")
 
 
 def run_manifest(
@@ -50,8 +51,8 @@ def run_manifest(
     assert spec.output is not None
     err = stream or sys.stderr
     job_name = f"{job.namespace}/{job.name}" if job.namespace else job.name
-    task = Task(spec.task).value
-    print(f"kubetune: training {job_name} ({task}, base {spec.base.model}) -> {spec.output.uri}", file=err)
+    what = describe_training(spec)
+    print(f"kubetune: training {job_name} ({what}, base {spec.base.model}) -> {spec.output.uri}", file=err)
 
     with _progress_bar(show_progress, err) as on_progress:
         result = run_training(spec, job_name=job_name, on_progress=on_progress)

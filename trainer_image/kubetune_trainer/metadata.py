@@ -12,13 +12,16 @@ import json
 import platform
 from datetime import datetime
 from importlib import metadata as importlib_metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kubetune_api import __version__
 from kubetune_api.credentials import redact
 from kubetune_api.protocol import Artifact
 from kubetune_api.training import Task, TrainingSpec
 from kubetune_trainer.distributed import DistributedEnv
+
+if TYPE_CHECKING:
+    from kubetune_trainer.feature_plan import SFTReport
 
 _VERSIONED = ("torch", "transformers", "datasets", "peft", "accelerate", "bitsandbytes", "fsspec")
 
@@ -36,6 +39,7 @@ def build_metadata(
     validation_rows: int | None,
     quantized: bool,
     trainer_args: Any,
+    sft: SFTReport | None = None,
     global_step: int | None,
     resumed_from: int | None,
     started_at: datetime,
@@ -55,11 +59,15 @@ def build_metadata(
             "train": spec.data.train,
             "validation": spec.data.validation,
             "columns": spec.data.columns,
-            "format": spec.data.format,
+            "fileFormat": spec.data.file_format,
+            # The rows' layout as trained (detected when the spec does not say).
+            "format": sft.format if sft is not None else spec.data.format,
             "trainRows": train_rows,
             "validationRows": validation_rows,
         },
         "maxLength": spec.max_length,
+        # language-generation: what the loss covered, how prompts were masked, how rows were batched.
+        "sft": sft.as_metadata() if sft is not None else None,
         "quantize": {"requested": redact(spec.quantize), "applied": quantized},
         "lora": redact(spec.lora),
         "trainingArgs": redact(spec.training_args),

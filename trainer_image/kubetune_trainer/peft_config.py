@@ -18,6 +18,7 @@ from transformers import BitsAndBytesConfig
 
 from kubetune_api.arguments import as_library_values
 from kubetune_api.suggestions import closest
+from kubetune_api.tasks import TASKS
 from kubetune_trainer.errors import ConfigError
 
 # Env switch that lets CI exercise the real k-bit path on a machine without a GPU:
@@ -41,19 +42,13 @@ DEFAULT_LORA: dict[str, Any] = {
     "bias": "none",
 }
 
-LORA_TASK_TYPES: dict[str, TaskType] = {
-    "language-generation": TaskType.CAUSAL_LM,
-    "language-modeling": TaskType.FEATURE_EXTRACTION,
-    "question-answering": TaskType.QUESTION_ANS,
-    "sequence-sequence": TaskType.SEQ_2_SEQ_LM,
-    "text-classification": TaskType.SEQ_CLS,
-    "token-detection": TaskType.FEATURE_EXTRACTION,
-}
+# The peft task type of each task, as the task registry names it.
+LORA_TASK_TYPES: dict[str, TaskType] = {task.value: TaskType[info.peft_task_type] for task, info in TASKS.items()}
 
 
 def _accepted_keys(cls: type) -> list[str]:
     """Keyword names `cls` really uses (BitsAndBytesConfig swallows unknown ones)."""
-    params = inspect.signature(cls.__init__).parameters
+    params = inspect.signature(cls).parameters  # the constructor's, without self
     names = [n for n, p in params.items() if n != "self" and p.kind is not p.VAR_KEYWORD]
     return names + [n for n in getattr(cls, "__dataclass_fields__", {}) if n not in names]
 

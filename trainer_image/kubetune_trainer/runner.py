@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from kubetune_api.arguments import UNCHECKED_FIELD
+from kubetune_api.output_layout import MERGED_DIR
 from kubetune_api.protocol import CONFIG_FAILURES, Artifact, Progress, Result, failed
 from kubetune_api.training import Task, TrainingSpec
 from kubetune_api.uris import PVC_SCHEME, uri_scheme
@@ -228,6 +229,10 @@ def _run(
         lora=spec.lora,
         callbacks=callbacks,
         maxlabels=max_labels,
+        format=spec.data.format,
+        chat_template=spec.chat_template,
+        train_on_prompt=bool(spec.train_on_prompt),
+        packing=spec.packing,
         **training_args,
     )
     warnings += list(trainer.warnings)
@@ -238,8 +243,8 @@ def _run(
     if spec.output.merge_adapter:
         if trainer.adapter:
             if place.is_main_process:
-                save_merged(model, tokenizer, base, output.local_dir / artifacts.MERGED_DIR, trainer.quantized)
-            merged_uri = output.uri_of(artifacts.MERGED_DIR)
+                save_merged(model, tokenizer, base, output.local_dir / MERGED_DIR, trainer.quantized)
+            merged_uri = output.uri_of(MERGED_DIR)
         else:
             warnings.append("output.mergeAdapter ignored: no LoRA adapter was trained")
     # Eval timings (runtime, samples_per_second, ...) say nothing about the model.
@@ -264,6 +269,7 @@ def _run(
             train_rows=len(data.train),
             validation_rows=len(data.validation) if data.validation is not None else None,
             quantized=trainer.quantized,
+            sft=trainer.sft,
             trainer_args=getattr(getattr(trainer, "trainer", None), "args", None),
             global_step=_global_step(trainer),
             resumed_from=resumed_from,
@@ -325,7 +331,7 @@ def agree_before_training(place: DistributedEnv, error: BaseException | None, ch
 
     mine: tuple[str, str] | None = None
     if error is not None:
-        kind = error.reason if isinstance(error, ConfigError) else "Other"
+        kind: str = error.reason if isinstance(error, ConfigError) else "Other"
         mine = (kind, str(error) if isinstance(error, ConfigError) else f"{type(error).__name__}: {error}")
     reports = all_gather((mine, checkpoint.name if checkpoint is not None else None))
     if error is not None:
@@ -333,9 +339,9 @@ def agree_before_training(place: DistributedEnv, error: BaseException | None, ch
     for rank, (report, _) in enumerate(reports):
         if report is None:
             continue
-        kind, message = report
-        if kind in CONFIG_FAILURES:
-            raise config_error_class(kind)(f"(found by rank {rank}) {message}")
+        found, message = report
+        if found in CONFIG_FAILURES:
+            raise config_error_class(found)(f"(found by rank {rank}) {message}")
         raise RuntimeError(f"rank {rank} failed before training: {message}")
     chosen = {name for _, name in reports}
     if len(chosen) > 1:

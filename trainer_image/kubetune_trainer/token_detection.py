@@ -85,7 +85,7 @@ class TokenDetection(PreTrainedModel):
         loss = generated.loss + self.weight * detected.loss
         return loss, generated.logits, detected.logits, targets
 
-    def save_pretrained(self, save_directory: str | os.PathLike[str], *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+    def save_pretrained(self, save_directory: str | os.PathLike[str], *args: Any, **kwargs: Any) -> None:
         """Save `generator/` and `discriminator/` (each with the tokenizer) under `save_directory`."""
         for name, model in ((GENERATOR_DIR, self.generator), (DISCRIMINATOR_DIR, self.discriminator)):
             path = os.path.join(save_directory, name)
