@@ -7,7 +7,8 @@ from types import SimpleNamespace
 from typing import Any
 
 from kubetune_api.protocol import PROGRESS_KEY, Progress, format_progress, parse_progress
-from kubetune_trainer.progress_callback import ProgressCallback, eval_metrics
+from kubetune_trainer.eval_metrics import eval_results
+from kubetune_trainer.progress_callback import ProgressCallback
 
 
 def state(step: int, max_steps: int = 10, epoch: float | None = None, main: bool = True) -> Any:
@@ -46,7 +47,7 @@ def test_only_the_main_process_reports() -> None:
 
 def test_eval_metrics_ignores_timings_and_non_numbers() -> None:
     logs = {"eval_f1": 0.5, "eval_steps_per_second": 3.0, "eval_name": "x", "eval_flag": True, "eval_bad": float("nan")}
-    assert eval_metrics(logs) == {"f1": 0.5}
+    assert eval_results(logs) == {"f1": 0.5}
 
 
 def test_progress_line_format() -> None:

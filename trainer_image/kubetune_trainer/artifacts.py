@@ -47,7 +47,7 @@ from kubetune_api.output_layout import (
 from kubetune_api.protocol import ENV_STAGING_DIR
 from kubetune_api.uris import LOCAL_SCHEMES, OBJECT_STORE_SCHEMES, PVC_SCHEME, uri_scheme
 from kubetune_trainer.distributed import all_gather
-from kubetune_trainer.errors import ConfigError
+from kubetune_trainer.errors import ConfigError, unresolved_pvc
 from kubetune_trainer.storage import filesystem
 
 
@@ -87,10 +87,7 @@ def open_output(uri: str) -> OutputLocation:
         path.mkdir(parents=True, exist_ok=True)
         return OutputLocation(uri=uri, local_dir=path)
     if scheme == PVC_SCHEME:
-        raise ConfigError(
-            f"output.uri: {uri} was not resolved: pvc:// URIs are mounted into the trainer by "
-            "the kubetune operator; give a local path for a local run"
-        )
+        raise ConfigError(f"output.uri: {unresolved_pvc(uri)}")
     if scheme not in OBJECT_STORE_SCHEMES:
         raise ConfigError(f"output.uri: unsupported URI scheme {scheme!r} in {uri}")
     fs, root = filesystem(uri)

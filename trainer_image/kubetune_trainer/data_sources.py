@@ -31,7 +31,7 @@ from datasets import Dataset, DatasetDict
 from kubetune_api.suggestions import closest
 from kubetune_api.training import FILE_FORMATS, DataSpec
 from kubetune_api.uris import HUB_SCHEME, LOCAL_SCHEMES, OBJECT_STORE_SCHEMES, PVC_SCHEME, WEB_SCHEMES, uri_scheme
-from kubetune_trainer.errors import DataError
+from kubetune_trainer.errors import DataError, unresolved_pvc
 from kubetune_trainer.storage import filesystem
 
 # File extension -> data format. jsonl is read by the same builder as json.
@@ -109,10 +109,7 @@ def _load_any(uri: str, data_format: str | None, default_split: str) -> Dataset:
     elif scheme in OBJECT_STORE_SCHEMES | WEB_SCHEMES:
         dataset = _load_remote(uri, data_format)
     elif scheme == PVC_SCHEME:
-        raise DataError(
-            f"{uri} was not resolved: pvc:// URIs are mounted into the trainer by the "
-            "kubetune operator; run the job through the operator, or give a local path for a local run"
-        )
+        raise DataError(unresolved_pvc(uri))
     else:
         raise DataError(f"unsupported URI scheme {scheme!r} in {uri}")
     return dataset

@@ -33,3 +33,11 @@ class OutputInUseError(ConfigError):
 def config_error_class(reason: str) -> type[ConfigError]:
     """The ConfigError subclass for a reason (another rank's report), ConfigError if unknown."""
     return next((cls for cls in (DataError, OutputInUseError) if cls.reason == reason), ConfigError)
+
+
+def unresolved_pvc(uri: str) -> str:
+    """Why a pvc:// URI reached the trainer as such: only the operator mounts claims."""
+    return (
+        f"{uri} was not resolved: pvc:// URIs are mounted into the trainer by the kubetune operator; "
+        "run the job through the operator, or give a local path for a local run"
+    )

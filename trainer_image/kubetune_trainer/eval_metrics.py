@@ -14,7 +14,9 @@ without a suite return None: the Trainer's eval loss is the useful number there.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 from transformers import EvalPrediction
@@ -22,6 +24,28 @@ from transformers import EvalPrediction
 from kubetune_api.tasks import task_info
 
 Metrics = Callable[[EvalPrediction], dict[str, float]]
+
+# Timing figures the Trainer logs with every evaluation: not model quality, so not metrics.
+EVAL_TIMINGS = frozenset({"runtime", "samples_per_second", "steps_per_second"})
+
+
+def finite_number(value: Any) -> float | None:
+    """`value` as a float when it is a real, finite number (not a bool, NaN or infinity)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def eval_results(logs: Mapping[str, Any]) -> dict[str, float]:
+    """The eval_* numbers of a Trainer log or evaluate(), keys without the prefix, timings and
+    non-finite values left out."""
+    results = {}
+    for key, value in logs.items():
+        number = finite_number(value)
+        name = key.removeprefix("eval_")
+        if key.startswith("eval_") and number is not None and name not in EVAL_TIMINGS:
+            results[name] = number
+    return results
 
 
 def _logits(predictions: object) -> np.ndarray:

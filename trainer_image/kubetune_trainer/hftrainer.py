@@ -30,7 +30,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from kubetune_api.tasks import misplaced_options, support_problems, task_info
 from kubetune_trainer.errors import ConfigError
-from kubetune_trainer.eval_metrics import Metrics
+from kubetune_trainer.eval_metrics import Metrics, eval_results
 from kubetune_trainer.feature_plan import SFTOptions, SFTReport
 from kubetune_trainer.final_save import save_final_model
 from kubetune_trainer.inputs import to_dataset
@@ -195,14 +195,7 @@ class HFTrainer:
         output = self.trainer.train(resume_from_checkpoint=resume)
         self.metrics = {key: float(output.metrics[key]) for key in TRAIN_METRICS if key in output.metrics}
         if prepared.validation is not None:
-            evaluated = self.trainer.evaluate()
-            self.metrics.update(
-                {
-                    key.removeprefix("eval_"): float(value)
-                    for key, value in evaluated.items()
-                    if key.startswith("eval_") and isinstance(value, (int, float))
-                }
-            )
+            self.metrics.update(eval_results(self.trainer.evaluate()))
 
         if training.output_dir:
             # Full model, or only the adapter with LoRA; the tokenizer goes beside it.

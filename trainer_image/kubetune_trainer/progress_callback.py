@@ -7,7 +7,6 @@ kept between reports, so each report carries the latest ones.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -15,27 +14,7 @@ from typing import Any
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from kubetune_api.protocol import Progress
-
-# Timing figures the Trainer logs with every evaluation: not model quality, so not metrics.
-_EVAL_NOISE = ("runtime", "samples_per_second", "steps_per_second")
-
-
-def eval_metrics(logs: dict[str, Any]) -> dict[str, float]:
-    """The eval_* numbers in a log record, keys without the prefix, timings left out."""
-    metrics = {}
-    for key, value in logs.items():
-        if not key.startswith("eval_") or isinstance(value, bool) or not isinstance(value, int | float):
-            continue
-        name = key.removeprefix("eval_")
-        if name not in _EVAL_NOISE and math.isfinite(value):
-            metrics[name] = float(value)
-    return metrics
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        return None
-    return float(value)
+from kubetune_trainer.eval_metrics import eval_results, finite_number
 
 
 class ProgressCallback(TrainerCallback):
@@ -63,13 +42,13 @@ class ProgressCallback(TrainerCallback):
         **kwargs: Any,
     ) -> None:
         logs = logs or {}
-        self.eval.update(eval_metrics(logs))
+        self.eval.update(eval_results(logs))
         # Only the per-step "loss": the end-of-training summary's train_loss is the mean over
         # the whole run, which would make the last report jump back up.
-        loss = _number(logs.get("loss"))
+        loss = finite_number(logs.get("loss"))
         if loss is not None:
             self.loss = loss
-        learning_rate = _number(logs.get("learning_rate"))
+        learning_rate = finite_number(logs.get("learning_rate"))
         if learning_rate is not None:
             self.learning_rate = learning_rate
         self._report(state)
@@ -80,7 +59,7 @@ class ProgressCallback(TrainerCallback):
         progress = Progress(
             step=state.global_step,
             max_steps=max(state.max_steps, state.global_step),
-            epoch=_number(state.epoch),
+            epoch=finite_number(state.epoch),
             loss=self.loss,
             learning_rate=self.learning_rate,
             eval=dict(self.eval),

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import os
 import time
 from collections.abc import Callable
@@ -39,7 +38,8 @@ from kubetune_api.protocol import CONFIG_FAILURES, Artifact, Progress, Result, f
 from kubetune_api.training import Task, TrainingSpec
 from kubetune_api.uris import PVC_SCHEME, uri_scheme
 from kubetune_trainer.distributed import DistributedEnv
-from kubetune_trainer.errors import ConfigError, config_error_class
+from kubetune_trainer.errors import ConfigError, config_error_class, unresolved_pvc
+from kubetune_trainer.eval_metrics import EVAL_TIMINGS, finite_number
 
 # What kubetune sets unless the job says otherwise, and why:
 # - logging_steps 0.05: a progress report every 5% of training (a ratio when < 1), so the
@@ -65,8 +65,6 @@ RUN_DEFAULTS: dict[str, Any] = {
 
 # Files of other frameworks a pinned-revision download can skip.
 _SNAPSHOT_IGNORE = ["*.onnx", "onnx/*", "openvino/*", "*.h5", "*.msgpack", "*.ot", "*.tflite", "coreml/*"]
-
-_EVAL_TIMINGS = frozenset({"runtime", "samples_per_second", "steps_per_second"})
 
 
 def run_training(
@@ -123,10 +121,7 @@ def resolve_base(spec: TrainingSpec, warnings: list[str]) -> str:
     model, revision = spec.base.model, spec.base.revision
     scheme = uri_scheme(model)
     if scheme == PVC_SCHEME:
-        raise ConfigError(
-            f"base.model: {model} was not resolved: pvc:// URIs are mounted into the trainer by "
-            "the kubetune operator; give a local path for a local run"
-        )
+        raise ConfigError(f"base.model: {unresolved_pvc(model)}")
     if scheme not in ("", "file"):
         raise ConfigError(f"base.model: unsupported URI scheme {scheme!r} in {model}; use a hub id or a path")
     from kubetune_trainer.data_sources import local_path
@@ -249,7 +244,9 @@ def _run(
             warnings.append("output.mergeAdapter ignored: no LoRA adapter was trained")
     # Eval timings (runtime, samples_per_second, ...) say nothing about the model.
     metrics = {
-        key: float(value) for key, value in trainer.metrics.items() if _finite(value) and key not in _EVAL_TIMINGS
+        key: number
+        for key, value in trainer.metrics.items()
+        if (number := finite_number(value)) is not None and key not in EVAL_TIMINGS
     }
     artifact = Artifact(uri=output.uri, kind=kind, merged_uri=merged_uri)
     if not place.is_main_process:
@@ -362,10 +359,6 @@ def _trainer_step(checkpoint: Path) -> int | None:
         return int(json.loads((checkpoint / TRAINER_STATE).read_text())["global_step"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def is_out_of_memory(error: BaseException) -> bool:
