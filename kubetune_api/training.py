@@ -24,7 +24,16 @@ from kubetune_api.arguments import (
     check_training_args,
     check_unchecked_training_args,
 )
-from kubetune_api.uris import DATA_SCHEMES, OUTPUT_SCHEMES, PVC_SCHEME, check_pvc_uri, check_scheme, uri_scheme
+from kubetune_api.uris import (
+    DATA_SCHEMES,
+    OCI_SCHEME,
+    OUTPUT_SCHEMES,
+    PVC_SCHEME,
+    WORK_SCHEMES,
+    check_pvc_uri,
+    check_scheme,
+    uri_scheme,
+)
 
 
 class Task(str, Enum):
@@ -56,7 +65,14 @@ MAX_URI = 4096
 
 # TrainingArguments fields kubetune sets itself, and what to write instead (the catalogue
 # generator leaves them out, so the argument checks refuse them with this text).
-OWNED_TRAINING_ARGS: dict[str, str] = {"output_dir": "set by kubetune; set spec.output.uri instead"}
+OWNED_TRAINING_ARGS: dict[str, str] = {
+    "output_dir": "set by kubetune; set spec.output.uri instead",
+    # transformers' own SIGTERM checkpoint skips the Trainer's on_save callbacks (so an
+    # object-store checkpoint is never uploaded) and lets train() return as if finished.
+    "enable_jit_checkpoint": (
+        "kubetune saves a checkpoint on SIGTERM itself (see spec.terminationGracePeriodSeconds); remove it"
+    ),
+}
 
 
 class SpecModel(BaseModel):
@@ -152,19 +168,59 @@ class OutputSpec(SpecModel):
         description=(
             "Persistent location for the model, checkpoints and kubetune.json metadata: a local "
             "path, file://, pvc://CLAIM/PATH, s3://, gs:// or az://. A retried run resumes from "
-            "the latest checkpoint found here."
+            "the latest checkpoint found here. Or a registry, oci://REGISTRY/REPOSITORY:TAG: the "
+            "model is pushed there as an OCI artifact (KAITO's adapter image layout) and the "
+            "checkpoints go to checkpointUri."
         ),
-        examples=["pvc://models/sentiment", "s3://my-bucket/models/sentiment"],
+        examples=["pvc://models/sentiment", "s3://my-bucket/models/sentiment", "oci://ghcr.io/team/sentiment:v1"],
     )
     merge_adapter: bool = Field(
         default=False,
         description="With LoRA: also save the base model with the adapter merged in, under merged/.",
+    )
+    checkpoint_uri: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_URI,
+        description=(
+            "oci:// outputs only (and required for them on a cluster): where the run keeps its "
+            "checkpoints, run marker and the model before the push, in the forms uri takes "
+            "(pvc://, s3://, ...); a retried or preempted run resumes from here."
+        ),
+    )
+    insecure_registry: bool = Field(
+        default=False,
+        description="oci:// outputs only: talk plain HTTP to the registry (a test or in-cluster registry).",
     )
 
     @field_validator("uri")
     @classmethod
     def _output_scheme(cls, uri: str) -> str:
         return check_scheme(uri, OUTPUT_SCHEMES, "output")
+
+    @field_validator("checkpoint_uri")
+    @classmethod
+    def _checkpoint_scheme(cls, uri: str | None) -> str | None:
+        return uri if uri is None else check_scheme(uri, WORK_SCHEMES, "output.checkpointUri")
+
+    @model_validator(mode="after")
+    def _registry_fields(self) -> OutputSpec:
+        if uri_scheme(self.uri) != OCI_SCHEME:
+            for name, value in (("checkpointUri", self.checkpoint_uri), ("insecureRegistry", self.insecure_registry)):
+                if value:
+                    raise ValueError(f"output.{name} is only used with an oci:// output.uri: remove it")
+        elif self.merge_adapter:
+            raise ValueError(
+                "output.mergeAdapter cannot be pushed to a registry (one artifact per tag): set it to false, "
+                "or use a pvc:// or object-store output.uri for the merged model"
+            )
+        return self
+
+    @property
+    def work_uri(self) -> str:
+        """Where the run's files live: checkpointUri for a registry output (or the output itself:
+        a local run without one stages in a temporary folder), else the output."""
+        return self.checkpoint_uri or self.uri
 
 
 FreeForm = bool | dict[str, Any]
