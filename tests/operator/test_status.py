@@ -535,3 +535,13 @@ def test_a_pod_stopped_by_hand_is_interrupted_and_retried() -> None:
     status = desired_status(Observed(1, False, job=job(), pods=[stopped_pod()]), None, NOW)
     assert (status["phase"], status["reason"]) == ("Pending", "Interrupted")
     assert "checkpoint-40 saved to s3://b/run; the next attempt resumes from it; the Job retries" in status["message"]
+
+
+def test_a_pushed_artifact_is_reported_by_its_digest() -> None:
+    pinned = "oci://ghcr.io/team/chat@sha256:" + "ab" * 32
+    pushed = encode_result(Result(outcome="Succeeded", artifact=Artifact(uri=pinned, kind="adapter")))
+    done = job(("Complete", "", ""), completionTime=NOW)
+    status = desired_status(
+        Observed(1, False, job=done, pods=[pod(phase="Succeeded", **terminated(0, "Completed", pushed))]), None, NOW
+    )
+    assert status["artifact"] == {"uri": pinned, "kind": "adapter"}

@@ -102,7 +102,7 @@ def test_sigterm_under_the_launcher_stops_every_rank_at_one_step(tiny_models: Ti
         cwd=tmp_path,
     )
     stop_when_past(process, 5)  # the launcher gets it, as the pod's PID 1 would
-    stdout, stderr = process.communicate(timeout=180)
+    _, stderr = process.communicate(timeout=180)
 
     assert process.returncode == EXIT_FAILED, stderr
     result = json.loads(log.read_text())

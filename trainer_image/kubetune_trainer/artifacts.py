@@ -44,6 +44,7 @@ from kubetune_api.output_layout import (
     RUN_MARKER,
     TRAINER_STATE,
 )
+from kubetune_api.output_layout import MERGED_DIR as MERGED_DIR  # the runner names merged/ through this module
 from kubetune_api.protocol import ENV_STAGING_DIR
 from kubetune_api.uris import LOCAL_SCHEMES, OBJECT_STORE_SCHEMES, OCI_SCHEME, PVC_SCHEME, uri_scheme
 from kubetune_trainer.distributed import all_gather
