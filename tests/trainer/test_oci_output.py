@@ -174,3 +174,26 @@ def test_a_plain_http_registry_needs_insecure_registry(
     result = run_training(spec, job_name=JOB)
     assert (result.reason, exit_code(result)) == ("InvalidConfig", EXIT_INVALID_CONFIG)
     assert "TLS failed" in (result.message or "") and "set spec.output.insecureRegistry: true" in (result.message or "")
+
+
+def test_large_files_go_up_in_chunks_and_come_back_whole(
+    logged_in: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Above CHUNKED_ABOVE a blob is uploaded in PATCH chunks (oras-py reads a monolithic one into memory)."""
+    from kubetune_api import oci_registry
+    from kubetune_api.oci_layout import blob, file_layer, image_config, image_manifest
+
+    monkeypatch.setattr(oci_registry, "CHUNKED_ABOVE", 1024)
+    target = parse_pinned(logged_in.uri("team/big", "v1"))
+    session = RegistrySession(target, insecure=True, credentials=(logged_in.user, logged_in.password))
+    session.check()
+    (tmp_path / "model").mkdir()
+    shard = tmp_path / "model" / "model.safetensors"
+    shard.write_bytes(bytes(range(256)) * 4096)  # 1 MiB
+    layer = file_layer(shard, "model.safetensors", tmp_path / "layer.tar")
+    session.push_blob(layer)
+    config = blob(image_config([layer]), CONFIG_MEDIA_TYPE, tmp_path / "config.json")
+    session.push_blob(config)
+    digest = session.push_manifest(image_manifest(config, [layer], "full", {}), "v1")
+    fetch_from_registry(target.pinned(digest).uri(), tmp_path / "pulled", insecure=True)
+    assert files_under(tmp_path / "pulled") == files_under(tmp_path / "model")
