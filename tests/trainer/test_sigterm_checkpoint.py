@@ -21,7 +21,7 @@ from test_entrypoint import finish, job_json, run_trainer, termination
 from tiny_models import TinyModels
 
 from kubetune_api.protocol import ENV_GRACE_PERIOD, ENV_STAGING_DIR, EXIT_FAILED, EXIT_SUCCEEDED, parse_progress
-from kubetune_trainer.graceful_stop import SignalWatch, StopRequested
+from kubetune_trainer.graceful_stop import SignalWatch, Stage, StopRequested
 
 STOPPED = re.compile(
     r"stopped by SIGTERM at step (\d+): checkpoint-\1 saved to (\S+); the next attempt resumes from it"
@@ -125,15 +125,18 @@ def test_sigterm_under_the_launcher_stops_every_rank_at_one_step(tiny_models: Ti
     assert steps[0] == step and steps[-1] == 40
 
 
-def test_sigterm_outside_training_stops_at_once_and_the_old_handler_comes_back() -> None:
+def test_sigterm_before_training_stops_at_once_and_the_old_handler_comes_back() -> None:
     before = signal.getsignal(signal.SIGTERM)
     with SignalWatch() as watch:
         with pytest.raises(StopRequested) as stopped:
             os.kill(os.getpid(), signal.SIGTERM)
             signal.sigtimedwait([], 0.5)  # let the handler run (it runs between bytecodes)
         assert stopped.value.step is None and watch.requested
-        watch.training = True
-        os.kill(os.getpid(), signal.SIGTERM)  # during training: only noted, the step boundary acts
+        later: tuple[Stage, ...] = ("training", "finishing")
+        for stage in later:  # only noted: the step boundary acts, or the run's end finishes
+            watch.stage = stage
+            os.kill(os.getpid(), signal.SIGTERM)
+            signal.sigtimedwait([], 0.1)
     assert signal.getsignal(signal.SIGTERM) is before
     assert StopRequested(12).describe("s3://b/run") == (
         "stopped by SIGTERM at step 12: checkpoint-12 saved to s3://b/run; the next attempt resumes from it"

@@ -9,10 +9,13 @@ and `train()` then returns as if training had finished, so the half-trained mode
 published as a success. kubetune owns that argument (trainingArgs refuses it) and does this:
 
 * `SignalWatch` (one per run, `with SignalWatch():`) catches SIGTERM. Before training
-  starts, and after it ends, it raises `StopRequested` at once: there is no step to finish
-  and nothing worth saving. While training runs it only notes the request. (The trainer
-  is often PID 1 of its container, where a signal without a handler is ignored: without
-  this the pod would sit out its grace period and be killed.)
+  starts it raises `StopRequested` at once: there is no step to finish and nothing worth
+  saving. While training runs it only notes the request (the step boundary acts on it).
+  After training it only notes it too: what is left (evaluation, the final save, the
+  upload or push) is the run's end, worth finishing within the grace period; a SIGKILL
+  there costs no more than the resume from the last checkpoint. (The trainer is often
+  PID 1 of its container, where a signal without a handler is ignored: without this the
+  pod would sit out its grace period and be killed.)
 * `StopAtStepBoundary` (a TrainerCallback) looks at every optimizer step's end. Under
   torchrun every rank asks the others (a MAX all-reduce of one integer over a gloo group,
   so no GPU sync); the launcher forwards SIGTERM to every worker of its pod, but one
@@ -30,12 +33,14 @@ import signal
 import threading
 import time
 from types import FrameType
-from typing import Any
+from typing import Any, Literal
 
 from transformers import TrainerCallback, TrainerControl, TrainerState
 from transformers import TrainingArguments as Args
 
 STOP_SIGNAL = signal.SIGTERM
+# Where a run is: before the first step, training, or after the last (see SignalWatch).
+Stage = Literal["preparing", "training", "finishing"]
 
 
 class StopRequested(BaseException):
@@ -63,7 +68,7 @@ class SignalWatch:
 
     def __init__(self) -> None:
         self.requested_at: float | None = None
-        self.training = False
+        self.stage: Stage = "preparing"
         self._previous: Any = None
         self._installed = False
 
@@ -87,7 +92,7 @@ class SignalWatch:
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.requested_at is None:
             self.requested_at = time.monotonic()
-        if not self.training:
+        if self.stage == "preparing":
             raise StopRequested()
 
 
@@ -104,12 +109,10 @@ class StopAtStepBoundary(TrainerCallback):
         import torch.distributed as dist
 
         self._distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-        if self._distributed and dist.get_backend() != "gloo":
-            # Every rank creates it here, together (new_group is a collective).
+        if self._distributed and "gloo" not in str(dist.get_backend()):
+            # A CPU group beside NCCL; every rank creates it here, together (new_group is a collective).
             self._group = dist.new_group(backend="gloo")
-        self.watch.training = True
-        if self.watch.requested:
-            raise StopRequested()  # arrived while the model loaded: nothing trained, nothing to save
+        self.watch.stage = "training"
 
     def on_step_end(self, args: Args, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
         if self._agreed():
@@ -124,7 +127,7 @@ class StopAtStepBoundary(TrainerCallback):
             raise StopRequested(self.stopping_at)
 
     def on_train_end(self, args: Args, state: TrainerState, control: TrainerControl, **kwargs: Any) -> None:
-        self.watch.training = False
+        self.watch.stage = "finishing"
 
     def _agreed(self) -> bool:
         """Whether any rank was asked to stop (every rank calls this at the same step)."""
