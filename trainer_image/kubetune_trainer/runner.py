@@ -16,9 +16,10 @@ does DDP / FSDP / DeepSpeed from trainingArgs); only global rank 0 merges, write
 kubetune.json and publishes. All ranks resume from the same explicit checkpoint folder
 (not "the latest"), so a rank cannot see another rank's half-removed checkpoint.
 
-Failures are returned, not raised (failure_kinds.py tells them apart): `ConfigError` -> InvalidConfig / InvalidData /
-OutputInUse (exit 78, never retried), out of memory -> OutOfMemory, anything else ->
-TrainingError (both exit 1, retried by the Job's backoffLimit); SIGTERM -> a checkpoint at
+Failures are returned, not raised (failure_kinds.py tells them apart): `ConfigError` ->
+InvalidConfig / InvalidData / OutputInUse (exit 78, never retried), out of memory ->
+OutOfMemory, anything else -> TrainingError (both exit 1, retried by the Job's
+backoffLimit); SIGTERM -> a checkpoint at
 the next step boundary, then Interrupted (exit 1; see graceful_stop.py). A registry output
 (oci://) works in output.checkpointUri and is pushed last (see oci_output.py).
 """
@@ -33,7 +34,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kubetune_api.arguments import UNCHECKED_FIELD
 from kubetune_api.protocol import CONFIG_FAILURES, Artifact, Progress, Result, failed
@@ -41,6 +42,9 @@ from kubetune_api.training import Task, TrainingSpec
 from kubetune_api.uris import PVC_SCHEME, uri_scheme
 from kubetune_trainer.distributed import DistributedEnv
 from kubetune_trainer.errors import ConfigError, config_error_class
+
+if TYPE_CHECKING:  # imported when a run starts: it pulls in transformers
+    from kubetune_trainer.graceful_stop import SignalWatch
 
 # What kubetune sets unless the job says otherwise, and why:
 # - logging_steps 0.05: a progress report every 5% of training (a ratio when < 1), so the
@@ -170,7 +174,7 @@ def _run(
     job_name: str,
     job_uid: str | None,
     on_progress: Callable[[Progress], None] | None,
-    watch: Any,
+    watch: SignalWatch,
 ) -> Result:
     from kubetune_trainer import artifacts, metadata, ownership
     from kubetune_trainer.data_sources import load_data
