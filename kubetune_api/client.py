@@ -33,7 +33,7 @@ from kubetune_api.submission import Submission, prepare, spec_document
 from kubetune_api.trainer_logs import Follower, newest_pod, started
 from kubetune_api.trainer_pod import CONTAINER_NAME, run_pods_selector
 from kubetune_api.training import TrainingSpec
-from kubetune_api.uris import PVC_SCHEME, uri_scheme
+from kubetune_api.uris import OCI_SCHEME, PVC_SCHEME, uri_scheme
 
 # Looks at a run in a row that may fail (API server restarting, throttled) before wait gives up.
 TRANSIENT_FAILURES = 10
@@ -258,8 +258,9 @@ class Client:
     ) -> Path:
         """Copy the run's model (its artifact, without checkpoints unless asked) into `directory`.
 
-        An object store is read directly with fsspec; a PVC through a short-lived pod that
-        mounts the claim read-only (`image`), deleted afterwards.
+        An object store is read directly with fsspec, a registry (oci://) with oras and this
+        machine's Docker config (checkpoints stay in spec.output.checkpointUri); a PVC through a
+        short-lived pod that mounts the claim read-only (`image`), deleted afterwards.
         """
         run = self.get(name, namespace=namespace)
         if run.artifact is None:
@@ -276,6 +277,10 @@ class Client:
                 checkpoints=checkpoints,
                 interval=min(self.interval, 1.0),
             )
+        elif uri_scheme(run.artifact.uri) == OCI_SCHEME:
+            from kubetune_api.fetch_oci import fetch_from_registry
+
+            fetch_from_registry(run.artifact.uri, destination, insecure=run.insecure_registry)
         else:
             fetch_from_store(run.artifact.uri, destination, checkpoints=checkpoints)
         return destination

@@ -13,9 +13,11 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from kubetune_api.oci_reference import OCI_SCHEME
 from kubetune_api.resource import API_GROUP
 from kubetune_api.spec_base import SpecModel, explain_pattern
 from kubetune_api.training import TrainingSpec
+from kubetune_api.uris import uri_scheme
 
 # More pods than this in one run is beyond what one c10d rendezvous and one Job are meant
 # for here; it also bounds the "-<index>" suffix of the pods' hostnames (see builders).
@@ -43,6 +45,16 @@ _QUALIFIED_NAME = re.compile(QUALIFIED_NAME_PATTERN)
 LabelValue = Annotated[str, Field(max_length=63, pattern=LABEL_VALUE_PATTERN)]
 AnnotationValue = Annotated[str, Field(max_length=8192)]
 AFFINITY_KINDS = ("nodeAffinity", "podAffinity", "podAntiAffinity")
+# Between SIGTERM and SIGKILL the trainer finishes its step, saves a checkpoint and uploads
+# it: minutes for a large model. Kubernetes' own default (30 s) is too short for that.
+DEFAULT_GRACE_PERIOD_S = 300
+MIN_GRACE_PERIOD_S = 30
+MAX_GRACE_PERIOD_S = 3600
+# A Secret name (a DNS subdomain), as the API server checks it.
+SECRET_NAME_PATTERN = explain_pattern(
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$",
+    "a Secret name: lower-case letters, digits, '-' and '.', starting and ending with a letter or digit",
+)
 
 
 def check_qualified_keys(keys: Any, field: str) -> None:
@@ -260,6 +272,26 @@ class FineTuneJobSpec(TrainingSpec):
     active_deadline_seconds: int | None = Field(
         default=None, ge=1, description="Fail the run when it has not finished after this many seconds."
     )
+    termination_grace_period_seconds: int = Field(
+        default=DEFAULT_GRACE_PERIOD_S,
+        ge=MIN_GRACE_PERIOD_S,
+        le=MAX_GRACE_PERIOD_S,
+        description=(
+            "Seconds the trainer pod has between SIGTERM (preemption, eviction, node drain, suspend) "
+            "and SIGKILL: it finishes the current step, saves and uploads a checkpoint, and the next "
+            "pod resumes from that step. Allow the time of one step plus one checkpoint upload."
+        ),
+    )
+    registry_secret: str | None = Field(
+        default=None,
+        max_length=253,
+        pattern=SECRET_NAME_PATTERN,
+        description=(
+            "oci:// outputs: a kubernetes.io/dockerconfigjson Secret in this namespace (like an "
+            "imagePullSecret: kubectl create secret docker-registry NAME ...) with credentials "
+            "that may push to the registry of spec.output.uri. Unset: push anonymously."
+        ),
+    )
     suspend: bool = Field(
         default=False,
         description=(
@@ -290,6 +322,12 @@ class FineTuneJobSpec(TrainingSpec):
         if unknown:
             raise ValueError(f"affinity: unknown {unknown}; a core/v1 Affinity has {', '.join(AFFINITY_KINDS)}")
         return affinity
+
+    @model_validator(mode="after")
+    def _registry_secret_needs_a_registry(self) -> FineTuneJobSpec:
+        if self.registry_secret and (self.output is None or uri_scheme(self.output.uri) != OCI_SCHEME):
+            raise ValueError("registrySecret is only used with an oci:// spec.output.uri: remove it")
+        return self
 
     def training_part(self) -> TrainingSpec:
         """Only the fields the trainer reads (what goes into the container)."""

@@ -20,10 +20,13 @@ EXIT_INVALID_CONFIG = 78  # sysexits EX_CONFIG: the spec or the data is wrong; d
 
 # -- reasons the trainer gives in its Result ------------------------------------------------------
 # OutputInUse: spec.output holds another run's files (kubetune never trains on top of them).
-FailureReason = Literal["InvalidConfig", "InvalidData", "OutputInUse", "OutOfMemory", "TrainingError"]
+# Interrupted: the pod was told to stop (SIGTERM); the trainer saved a checkpoint first. A
+# retryable failure (exit EXIT_FAILED), never a success: the model is not finished.
+FailureReason = Literal["InvalidConfig", "InvalidData", "OutputInUse", "OutOfMemory", "TrainingError", "Interrupted"]
 # Reasons that mean the job itself is wrong: exit EXIT_INVALID_CONFIG, never retried.
 CONFIG_FAILURES: frozenset[str] = frozenset({"InvalidConfig", "InvalidData", "OutputInUse"})
 TRAINING_ERROR = "TrainingError"
+INTERRUPTED = "Interrupted"
 
 
 class Reason:
@@ -56,6 +59,7 @@ class Reason:
     BACKOFF_LIMIT_EXCEEDED = "BackoffLimitExceeded"
     INVALID_CONFIG = "InvalidConfig"
     TRAINING_ERROR = TRAINING_ERROR
+    INTERRUPTED = INTERRUPTED
 
 
 # Reasons that mean something is wrong (each has a row in docs/troubleshooting.md).

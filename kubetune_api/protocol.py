@@ -48,6 +48,11 @@ ENV_TERMINATION_LOG = "KUBETUNE_TERMINATION_LOG"  # overrides the result path (t
 DEFAULT_TERMINATION_LOG = "/dev/termination-log"
 # Where object-store outputs are staged before upload (created if missing; default a temp dir).
 ENV_STAGING_DIR = "KUBETUNE_STAGING_DIR"
+# spec.terminationGracePeriodSeconds: how long the pod has between SIGTERM and SIGKILL (the
+# launcher lets torchrun's workers save for nearly as long).
+ENV_GRACE_PERIOD = "KUBETUNE_TERMINATION_GRACE_SECONDS"
+# A registry output's credentials: the .dockerconfigjson of spec.registrySecret (JSON text).
+ENV_REGISTRY_AUTH = "KUBETUNE_REGISTRY_AUTH"
 TERMINATION_MESSAGE_LIMIT = 4096
 
 ArtifactKind = Literal["full", "adapter"]

@@ -57,6 +57,7 @@ class RunStatus:
     base: str | None
     nodes: int  # pods per attempt, one per node rank
     status: FineTuneJobStatus
+    insecure_registry: bool = False  # spec.output.insecureRegistry: fetch an oci:// artifact over plain HTTP
 
     @classmethod
     def from_object(cls, body: Mapping[str, Any]) -> RunStatus:
@@ -71,6 +72,7 @@ class RunStatus:
             base=(spec.get("base") or {}).get("model"),
             nodes=int(spec.get("nodes") or 1),
             status=FineTuneJobStatus.model_validate(known_fields(FineTuneJobStatus, body.get("status") or {})),
+            insecure_registry=bool((spec.get("output") or {}).get("insecureRegistry")),
         )
 
     @property

@@ -23,6 +23,7 @@ from kubetune_api.arguments import (
     check_training_args,
     check_unchecked_training_args,
 )
+from kubetune_api.output_spec import OutputSpec
 from kubetune_api.spec_base import SpecModel, describe_validation_error
 from kubetune_api.tasks import (
     DATA_FORMAT_NAMES,
@@ -34,7 +35,14 @@ from kubetune_api.tasks import (
     misplaced_options,
     support_problems,
 )
-from kubetune_api.uris import DATA_SCHEMES, OUTPUT_SCHEMES, PVC_SCHEME, check_pvc_uri, check_scheme, uri_scheme
+from kubetune_api.uris import (
+    DATA_SCHEMES,
+    MAX_URI,
+    PVC_SCHEME,
+    check_pvc_uri,
+    check_scheme,
+    uri_scheme,
+)
 
 # Task and TASK_NAMES live in the task registry; they are re-exported here for the spec's readers.
 __all__ = [
@@ -57,15 +65,20 @@ TASK_COLUMNS: dict[Task, tuple[int, int, str]] = {
 }
 
 FILE_FORMATS = ("csv", "json", "jsonl", "parquet", "txt")
-# URIs are bounded so that the CRD's CEL rules on them stay within the API server's cost budget.
-MAX_URI = 4096
 # The longest chat template the spec takes: real ones are a few KiB, and a bounded string
 # keeps the CRD's immutability rule within the API server's CEL cost budget.
 MAX_CHAT_TEMPLATE = 65536
 
 # TrainingArguments fields kubetune sets itself, and what to write instead (the catalogue
 # generator leaves them out, so the argument checks refuse them with this text).
-OWNED_TRAINING_ARGS: dict[str, str] = {"output_dir": "set by kubetune; set spec.output.uri instead"}
+OWNED_TRAINING_ARGS: dict[str, str] = {
+    "output_dir": "set by kubetune; set spec.output.uri instead",
+    # transformers' own SIGTERM checkpoint skips the Trainer's on_save callbacks (so an
+    # object-store checkpoint is never uploaded) and lets train() return as if finished.
+    "enable_jit_checkpoint": (
+        "kubetune saves a checkpoint on SIGTERM itself (see spec.terminationGracePeriodSeconds); remove it"
+    ),
+}
 
 
 class BaseModelSource(SpecModel):
@@ -175,30 +188,6 @@ class DataSpec(SpecModel):
         if value is not None and value not in FILE_FORMATS:
             raise ValueError(f"unknown file format {value!r}; use one of: {', '.join(FILE_FORMATS)}")
         return value
-
-
-class OutputSpec(SpecModel):
-    """Where the trained model, its checkpoints and its metadata are written."""
-
-    uri: str = Field(
-        min_length=1,
-        max_length=MAX_URI,
-        description=(
-            "Persistent location for the model, checkpoints and kubetune.json metadata: a local "
-            "path, file://, pvc://CLAIM/PATH, s3://, gs:// or az://. A retried run resumes from "
-            "the latest checkpoint found here."
-        ),
-        examples=["pvc://models/sentiment", "s3://my-bucket/models/sentiment"],
-    )
-    merge_adapter: bool = Field(
-        default=False,
-        description="With LoRA: also save the base model with the adapter merged in, under merged/.",
-    )
-
-    @field_validator("uri")
-    @classmethod
-    def _output_scheme(cls, uri: str) -> str:
-        return check_scheme(uri, OUTPUT_SCHEMES, "output")
 
 
 FreeForm = bool | dict[str, Any]

@@ -2,6 +2,8 @@
 
 `pvc://CLAIM/PATH` is resolved by the operator into a mounted local path before the
 trainer sees it; the trainer reads the rest itself (fsspec for object stores and the web).
+`oci://REGISTRY/REPOSITORY:TAG` is an output only: the trainer pushes the model to a
+registry as an OCI artifact (`kubetune_api.oci_reference`, `kubetune_api.oci_layout`).
 """
 
 from __future__ import annotations
@@ -9,16 +11,25 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
+from kubetune_api.oci_reference import OCI_SCHEME, check_oci_output
+
+# URIs are bounded so that the CRD's CEL rules on them stay within the API server's cost budget.
+MAX_URI = 4096
+
 LOCAL_SCHEMES = frozenset({"", "file"})
 OBJECT_STORE_SCHEMES = frozenset({"s3", "gs", "gcs", "az", "abfs", "abfss"})
 WEB_SCHEMES = frozenset({"http", "https"})
 HUB_SCHEME = "hf"
 PVC_SCHEME = "pvc"
 DATA_SCHEMES = LOCAL_SCHEMES | OBJECT_STORE_SCHEMES | WEB_SCHEMES | {HUB_SCHEME, PVC_SCHEME}
-OUTPUT_SCHEMES = LOCAL_SCHEMES | OBJECT_STORE_SCHEMES | {PVC_SCHEME}
+OUTPUT_SCHEMES = LOCAL_SCHEMES | OBJECT_STORE_SCHEMES | {PVC_SCHEME, OCI_SCHEME}
+# Where a run's files (run marker, checkpoints, the model before a push) can live: every
+# output but a registry, which holds finished artifacts only.
+WORK_SCHEMES = OUTPUT_SCHEMES - {OCI_SCHEME}
 # Outputs that outlive the pod. A local path (or file://) inside the trainer pod is on its
 # ephemeral disk and vanishes with it, so it is never an acceptable model location there.
-PERSISTENT_OUTPUT_SCHEMES = OBJECT_STORE_SCHEMES | {PVC_SCHEME}
+PERSISTENT_WORK_SCHEMES = OBJECT_STORE_SCHEMES | {PVC_SCHEME}
+PERSISTENT_OUTPUT_SCHEMES = PERSISTENT_WORK_SCHEMES | {OCI_SCHEME}
 # The pip package that provides each scheme's fsspec backend (the trainer reads data and
 # writes outputs with them; the client fetches artifacts with them).
 BACKEND_PACKAGES: dict[str, str] = {
@@ -61,6 +72,8 @@ def check_scheme(uri: str, allowed: frozenset[str], what: str) -> str:
         raise ValueError(f"unsupported URI scheme {scheme!r} for {what}; use one of: {shown}")
     if scheme == PVC_SCHEME:
         check_pvc_uri(uri)
+    if scheme == OCI_SCHEME:
+        check_oci_output(uri)
     return uri
 
 

@@ -18,7 +18,14 @@ from kubetune_api.launch_command import training_processes
 from kubetune_api.sharding import sharded_checkpoint_problem
 from kubetune_api.spec_base import describe_validation_error
 from kubetune_api.training import OutputSpec
-from kubetune_api.uris import PERSISTENT_OUTPUT_SCHEMES, PVC_SCHEME, check_pvc_uri, uri_scheme
+from kubetune_api.uris import (
+    OCI_SCHEME,
+    PERSISTENT_OUTPUT_SCHEMES,
+    PERSISTENT_WORK_SCHEMES,
+    PVC_SCHEME,
+    check_pvc_uri,
+    uri_scheme,
+)
 
 NO_OUTPUT_MESSAGE = (
     "spec.output: no output location: set spec.output.uri or the operator's default output "
@@ -72,16 +79,34 @@ def validate_spec(
         if spec.output is None:
             raise InvalidSpecError(NO_OUTPUT_MESSAGE)
         check_persistent_output(spec.output.uri, "spec.output.uri", error=InvalidSpecError)
+        if uri_scheme(spec.output.uri) == OCI_SCHEME:
+            check_checkpoint_location(spec.output.checkpoint_uri)
     if spec.output is not None:
         # Only now is the output known (the default one too): some sharding cannot use it.
         processes = training_processes(spec.resources.gpus, spec.nodes)
-        problem = sharded_checkpoint_problem(spec.all_training_args(), spec.output.uri, processes)
+        problem = sharded_checkpoint_problem(spec.all_training_args(), spec.output.work_uri, processes)
         if problem is not None:
             raise InvalidSpecError(problem)
     return spec
 
 
-def check_persistent_output(uri: str, where: str, error: type[ValueError] = ValueError) -> None:
+def check_checkpoint_location(uri: str | None) -> None:
+    """A registry output keeps its checkpoints elsewhere, somewhere that outlives the pod."""
+    if uri is None:
+        raise InvalidSpecError(
+            "spec.output.checkpointUri: an oci:// output needs a place for the checkpoints and the run "
+            "marker (a registry holds finished artifacts only), so that a preempted or retried pod resumes: "
+            "set it to pvc://CLAIM/PATH or an object store (s3://, gs://, az://)"
+        )
+    check_persistent_output(uri, "spec.output.checkpointUri", error=InvalidSpecError, allowed=PERSISTENT_WORK_SCHEMES)
+
+
+def check_persistent_output(
+    uri: str,
+    where: str,
+    error: type[ValueError] = ValueError,
+    allowed: frozenset[str] = PERSISTENT_OUTPUT_SCHEMES,
+) -> None:
     """Reject an output location that would not survive the pod (where: the field or variable)."""
     scheme = uri_scheme(uri)
     if scheme == PVC_SCHEME:
@@ -90,8 +115,6 @@ def check_persistent_output(uri: str, where: str, error: type[ValueError] = Valu
         except ValueError as problem:
             raise error(f"{where}={uri!r}: {problem}") from None
         return
-    if scheme not in PERSISTENT_OUTPUT_SCHEMES:
-        shown = ", ".join(sorted(f"{s}://" for s in PERSISTENT_OUTPUT_SCHEMES))
-        raise error(
-            f"{where}={uri!r}: the model must outlive the pod; use pvc://CLAIM/PATH or an object store ({shown})"
-        )
+    if scheme not in allowed:
+        shown = ", ".join(sorted(f"{s}://" for s in allowed))
+        raise error(f"{where}={uri!r}: the model must outlive the pod; use pvc://CLAIM/PATH or one of {shown}")

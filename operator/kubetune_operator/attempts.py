@@ -78,13 +78,17 @@ def disruptions(pods: Sequence[PodView]) -> list[PodView]:
 
 def attempt_failure(pod: PodView) -> tuple[str, str]:
     """Why one trainer pod failed: (CamelCase reason, one-line message)."""
+    result = pod.result
     if pod.disruption is not None:
         why = pod.disruption.get("reason") or Reason.DISRUPTED
         detail = one_line(pod.disruption.get("message"))
-        return Reason.DISRUPTED, f"the pod was disrupted ({why}): {detail}".rstrip(": ")
+        message = f"the pod was disrupted ({why}): {detail}".rstrip(": ")
+        if result is not None and result.reason == Reason.INTERRUPTED and result.message:
+            # The trainer got SIGTERM and saved first: say from which step the next pod goes on.
+            message = f"{message}; the trainer {one_line(result.message)}"
+        return Reason.DISRUPTED, message
     if pod.terminated.get("reason") == "OOMKilled":
         return Reason.OOM_KILLED, OOM_MESSAGE
-    result = pod.result
     if result is not None and result.outcome == "Failed":
         return result.reason or Reason.TRAINING_ERROR, one_line(result.message) or "the trainer failed"
     if pod.exit_code == EXIT_INVALID_CONFIG:

@@ -201,6 +201,8 @@ def build_job(owner: Owner, spec: FineTuneJobSpec, settings: OperatorSettings) -
 
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",  # retries are the Job's business (backoffLimit, podFailurePolicy)
+        # SIGTERM to SIGKILL: time for the trainer to checkpoint at its next step boundary.
+        "terminationGracePeriodSeconds": spec.termination_grace_period_seconds,
         "automountServiceAccountToken": False,  # the trainer never calls the API
         "securityContext": pod_security_context(),
         "containers": [container],

@@ -30,11 +30,19 @@ from pydantic.alias_generators import to_camel
 from kubetune_api.argument_catalogue import ArgumentKind
 from kubetune_api.argument_schema import argument_schema, cel_rules
 from kubetune_api.finetunejob import QUALIFIED_NAME_PATTERN, SECRET_ENV_PATTERN, FineTuneJobSpec
+from kubetune_api.oci_reference import OCI_FORM, OCI_OUTPUT_PATTERN, OCI_SCHEME
 from kubetune_api.resource import API_GROUP, API_VERSION, CATEGORY, KIND, PLURAL, SHORT_NAME, SINGULAR
 from kubetune_api.status_model import FineTuneJobStatus
 from kubetune_api.tasks import TASKS
 from kubetune_api.training import TASK_COLUMNS
-from kubetune_api.uris import DOT_SEGMENT_PATTERN, OBJECT_STORE_SCHEMES, PVC_FORM, PVC_SCHEME, PVC_URI_PATTERN
+from kubetune_api.uris import (
+    DOT_SEGMENT_PATTERN,
+    PERSISTENT_OUTPUT_SCHEMES,
+    PERSISTENT_WORK_SCHEMES,
+    PVC_FORM,
+    PVC_SCHEME,
+    PVC_URI_PATTERN,
+)
 
 Schema = dict[str, Any]
 
@@ -47,7 +55,8 @@ UNTYPED_FIELDS = frozenset({"quantize", "lora"})  # not even has() can see these
 # The spec fields whose object form the argument catalogue types (kubetune_api.argument_schema).
 CATALOGUED: dict[str, ArgumentKind] = {"trainingArgs": "trainingArgs", "lora": "lora", "quantize": "quantize"}
 
-PERSISTENT_OUTPUT_PATTERN = "^(" + "|".join(sorted({*OBJECT_STORE_SCHEMES, PVC_SCHEME})) + ")://"
+PERSISTENT_OUTPUT_PATTERN = "^(" + "|".join(sorted(PERSISTENT_OUTPUT_SCHEMES)) + ")://"
+PERSISTENT_WORK_PATTERN = "^(" + "|".join(sorted(PERSISTENT_WORK_SCHEMES)) + ")://"
 SECRET_NAME_PATTERN = "(?i)" + SECRET_ENV_PATTERN
 
 
@@ -218,9 +227,41 @@ def spec_schema() -> Schema:
     _add_rule(
         props["output"],
         f"self.uri.matches('{PERSISTENT_OUTPUT_PATTERN}')",
-        "spec.output.uri: the model must outlive the pod; use pvc://CLAIM/PATH or an object store "
-        "(s3://, gs://, az://, ...)",
+        "spec.output.uri: the model must outlive the pod; use pvc://CLAIM/PATH, an object store "
+        "(s3://, gs://, az://, ...) or a registry (oci://)",
         fieldPath=".uri",
+    )
+    _add_rule(
+        props["output"]["properties"]["uri"],
+        f"!self.startsWith('{OCI_SCHEME}://') || self.matches('{OCI_OUTPUT_PATTERN}')",
+        f"write {OCI_FORM}",
+    )
+    _add_rule(
+        props["output"],
+        f"!self.uri.startsWith('{OCI_SCHEME}://') || "
+        f"(has(self.checkpointUri) && self.checkpointUri.matches('{PERSISTENT_WORK_PATTERN}'))",
+        "spec.output.checkpointUri: an oci:// output needs a place for its checkpoints that outlives the pod: "
+        "pvc://CLAIM/PATH or an object store (s3://, gs://, az://)",
+        fieldPath=".checkpointUri",
+    )
+    _add_rule(
+        props["output"],
+        f"self.uri.startsWith('{OCI_SCHEME}://') || "
+        "(!has(self.checkpointUri) && !(has(self.insecureRegistry) && self.insecureRegistry))",
+        "spec.output.checkpointUri and insecureRegistry are only used with an oci:// output.uri",
+    )
+    _add_rule(
+        props["output"],
+        f"!self.uri.startsWith('{OCI_SCHEME}://') || !(has(self.mergeAdapter) && self.mergeAdapter)",
+        "spec.output.mergeAdapter cannot be pushed to a registry: set it to false, or use a pvc:// or "
+        "object-store output.uri",
+        fieldPath=".mergeAdapter",
+    )
+    _add_rule(
+        schema,
+        f"!has(self.registrySecret) || (has(self.output) && self.output.uri.startsWith('{OCI_SCHEME}://'))",
+        "spec.registrySecret is only used with an oci:// spec.output.uri",
+        fieldPath=".registrySecret",
     )
     pvc_rule = (
         f"!self.startsWith('{PVC_SCHEME}://') || "
@@ -232,6 +273,7 @@ def spec_schema() -> Schema:
         (props["data"], "train"),
         (props["data"], "validation"),
         (props["output"], "uri"),
+        (props["output"], "checkpointUri"),
     ):
         _add_rule(holder["properties"][name], pvc_rule, f"{pvc_message}")
     for name in ("podLabels", "nodeSelector", "podAnnotations"):

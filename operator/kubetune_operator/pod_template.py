@@ -14,7 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubetune_api.finetunejob import FineTuneJobSpec
-from kubetune_api.protocol import ENV_JOB, ENV_JOB_NAME, ENV_JOB_UID, ENV_STAGING_DIR
+from kubetune_api.protocol import (
+    ENV_GRACE_PERIOD,
+    ENV_JOB,
+    ENV_JOB_NAME,
+    ENV_JOB_UID,
+    ENV_REGISTRY_AUTH,
+    ENV_STAGING_DIR,
+)
 from kubetune_api.resource import API_VERSION_STRING, KIND
 from kubetune_api.trainer_pod import TRAINER_UID  # fsGroup makes mounted claims writable by it
 from kubetune_operator.settings import OperatorSettings
@@ -25,6 +32,8 @@ SHM_PATH = "/dev/shm"
 # Object-store outputs are staged locally before upload: on the cache volume, not /tmp, so a
 # model's worth of checkpoints fits where the cache's size limit says.
 STAGING_PATH = f"{CACHE_PATH}/staging"
+# The key kubectl create secret docker-registry writes (type kubernetes.io/dockerconfigjson).
+DOCKER_CONFIG_KEY = ".dockerconfigjson"
 
 
 @dataclass(frozen=True)
@@ -112,9 +121,15 @@ def trainer_env(owner: Owner, spec: FineTuneJobSpec, job_json: str) -> list[dict
         {"name": "HF_HOME", "value": f"{CACHE_PATH}/huggingface"},
         {"name": "TMPDIR", "value": TMP_PATH},
         {"name": ENV_STAGING_DIR, "value": STAGING_PATH},
+        {"name": ENV_GRACE_PERIOD, "value": str(spec.termination_grace_period_seconds)},
     ]
+    if spec.registry_secret:
+        # An env reference, not a volume: a missing Secret or key then stops the container with
+        # CreateContainerConfigError, which the status shows, instead of a silent FailedMount.
+        secret = {"name": spec.registry_secret, "key": DOCKER_CONFIG_KEY}
+        env.append({"name": ENV_REGISTRY_AUTH, "valueFrom": {"secretKeyRef": secret}})
     # The user's variables come last so they may override HF_HOME and friends, but not ours.
-    ours = {ENV_JOB, ENV_JOB_NAME, ENV_JOB_UID}
+    ours = {ENV_JOB, ENV_JOB_NAME, ENV_JOB_UID, ENV_GRACE_PERIOD, ENV_REGISTRY_AUTH}
     env += [e.model_dump(by_alias=True, exclude_none=True) for e in spec.env if e.name not in ours]
     return env
 

@@ -232,7 +232,7 @@ class Reconciler:
             # Told when it happens, not with the (delayed) status write: the pod may be
             # running by then, and the status go straight to Running.
             self.post_event(ftj, job_created_event(outcome.job["metadata"]["name"]))
-            warning = shared_output_warning(spec.nodes, spec.output.uri if spec.output else None)
+            warning = shared_output_warning(spec.nodes, spec.output.work_uri if spec.output else None)
             if warning is not None:
                 self.post_event(ftj, warning)
             state.announced = True

@@ -39,6 +39,7 @@ from typing import TypeVar
 
 from kubetune_api import __version__
 from kubetune_api.finetunejob import QUANTITY_PATTERN
+from kubetune_api.uris import PERSISTENT_WORK_SCHEMES
 from kubetune_api.validation import ClusterPolicy, check_persistent_output
 
 ENV_TRAINER_IMAGE = "KUBETUNE_TRAINER_IMAGE"
@@ -144,7 +145,11 @@ class OperatorSettings:
 
         default_output = text(ENV_DEFAULT_OUTPUT, "").rstrip("/") or None
         if default_output is not None:
-            check_persistent_output(default_output, ENV_DEFAULT_OUTPUT, error=SettingsError)
+            # A prefix gets NAMESPACE/NAME appended: a registry output would have no tag and no
+            # checkpoint location, so only claims and object stores can be the default.
+            check_persistent_output(
+                default_output, ENV_DEFAULT_OUTPUT, error=SettingsError, allowed=PERSISTENT_WORK_SCHEMES
+            )
 
         port = _number(env, ENV_METRICS_PORT, "8080", int)
         if not 0 <= port <= 65535:

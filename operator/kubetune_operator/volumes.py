@@ -71,6 +71,8 @@ def mount_claims(training: TrainingSpec) -> tuple[TrainingSpec, list[ClaimMount]
         data["data"]["validation"] = visit(data["data"]["validation"], writable=False)
     if "output" in data:
         data["output"]["uri"] = visit(data["output"]["uri"], writable=True)
+        if "checkpoint_uri" in data["output"]:
+            data["output"]["checkpoint_uri"] = visit(data["output"]["checkpoint_uri"], writable=True)
     mounts = [ClaimMount(claim, read_only[claim]) for claim in sorted(read_only)]
     return TrainingSpec.model_validate(data), mounts
 

@@ -119,10 +119,10 @@ def test_schema_descriptions_are_the_values_yaml_comments() -> None:
 
 def test_default_output_schemes_are_the_operators() -> None:
     """The schema accepts exactly the output schemes the operator's settings accept."""
-    from kubetune_api.uris import PERSISTENT_OUTPUT_SCHEMES
+    from kubetune_api.uris import PERSISTENT_WORK_SCHEMES
 
     pattern = SCHEMA["properties"]["defaultOutput"]["pattern"]
     schemes = re.search(r"\^\(([a-z0-9|]+)\)://", pattern)
     assert schemes is not None, pattern
-    assert set(schemes.group(1).split("|")) == set(PERSISTENT_OUTPUT_SCHEMES)
+    assert set(schemes.group(1).split("|")) == set(PERSISTENT_WORK_SCHEMES)  # a registry cannot be a default
     assert re.match(pattern, "")

@@ -52,6 +52,8 @@ FOREIGN_REQUIRED: dict[tuple[str, str], list[str]] = {
     ("kueue.x-k8s.io/v1beta1", "ResourceFlavor"): ["metadata.name"],
     ("kueue.x-k8s.io/v1beta1", "ClusterQueue"): ["spec.resourceGroups"],
     ("kueue.x-k8s.io/v1beta1", "LocalQueue"): ["metadata.namespace", "spec.clusterQueue"],
+    # KAITO's Workspace keeps its fields at the top level, not under spec.
+    ("kaito.sh/v1beta1", "Workspace"): ["resource.instanceType", "inference.preset.name", "inference.adapters"],
 }
 
 

@@ -89,19 +89,33 @@ def test_trainer_cpu_variant_by_build_argument() -> None:
     assert args["DEVICE"] == "cuda" and args["CUDA_IMAGE"].startswith("nvidia/cuda:") and "cudnn" in args["CUDA_IMAGE"]
 
 
-def test_trainer_pins_fit_pyproject() -> None:
-    """torch, transformers, peft, bitsandbytes, datasets, accelerate and trl pinned inside the extra's ranges."""
+def _extra(name: str) -> dict[str, Requirement]:
+    """An extra as pyproject.toml declares it, read from pyproject.toml itself (the installed
+    kubetune's metadata may be an older checkout's)."""
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    return {(r := Requirement(line)).name: r for line in project["optional-dependencies"][name]}
+
+
+@pytest.mark.parametrize(
+    ("extra", "names"),
+    [
+        ("trainer", ("torch", "transformers", "datasets", "peft", "bitsandbytes", "accelerate", "trl")),
+        ("oci", ("oras",)),
+    ],
+)
+def test_trainer_pins_fit_pyproject(extra: str, names: tuple[str, ...]) -> None:
+    """The libraries of the trainer and oci extras pinned inside the extras' ranges, and installed at the pin."""
     args = {a.split("=", 1)[0]: a.split("=", 1)[1] for word, a in _instructions(TRAINER) if word == "ARG" and "=" in a}
-    # The trainer extra as pyproject.toml declares it (read from the file: an installed kubetune's
-    # metadata is as old as its last install).
-    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["trainer"]
-    extra = {Requirement(line).name: Requirement(line) for line in declared}
+    declared = _extra(extra)
     runs = " ".join(a for word, a in _instructions(TRAINER) if word == "RUN")
-    for name in ("torch", "transformers", "datasets", "peft", "bitsandbytes", "accelerate", "trl"):
+    for name in names:
         pinned = Version(args[f"{name.upper()}_VERSION"])
-        assert extra[name].specifier.contains(pinned, prereleases=True), f"{name}=={pinned} is outside {extra[name]}"
+        assert declared[name].specifier.contains(pinned, prereleases=True), (
+            f"{name}=={pinned} is outside {declared[name]}"
+        )
         assert f'"{name}==${{{name.upper()}_VERSION}}"' in runs, f"{name} is not installed at its pin"
-    assert '"/src[trainer]"' in runs
+    assert '"/src[trainer,oci]"' in runs
 
 
 def test_dockerignore_lets_in_what_the_dockerfiles_copy() -> None:

@@ -858,7 +858,7 @@ CASES: list[tuple[str, Mutation, list[str]]] = [
         [
             f'{SPEC}.properties[output].default.uri: Invalid value: "object": spec.output.uri: the model must outlive '
             "the pod; use "
-            "pvc://CLAIM/PATH or an object store (s3://, gs://, az://, ...)"
+            "pvc://CLAIM/PATH, an object store (s3://, gs://, az://, ...) or a registry (oci://)"
         ],
     ),
     # --- list types

@@ -16,10 +16,8 @@ from typing import Any
 import pytest
 import yaml
 from celrules import Rule, RuleCompileError, Validator, collect_rules, compile_rule
-from pydantic import ValidationError
 
-from kubetune_api.finetunejob import FineTuneJobSpec
-from kubetune_api.validation import check_persistent_output
+from kubetune_api.validation import ClusterPolicy, InvalidSpecError, validate_spec
 from kubetune_operator.crd import IMMUTABLE_MESSAGE, build_crd
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -160,16 +158,17 @@ def test_unchanged_status_and_metadata_updates_pass(validator: Validator) -> Non
 
 
 def _operator_accepts(spec: dict[str, Any]) -> bool:
-    """The operator's verdict: the spec model, and the output must outlive the pod."""
+    """The operator's verdict: the one validation path, with a cluster's persistent-output rules."""
     try:
-        model = FineTuneJobSpec.model_validate(spec)
-        if model.output is not None:
-            check_persistent_output(model.output.uri, "spec.output.uri")
-    except (ValidationError, ValueError):
+        validate_spec(copy.deepcopy(spec), namespace="ns", name="run", policy=POLICY)
+    except InvalidSpecError:
         return False
     return True
 
 
+# A cluster's policy, with a default output for the specs that name none.
+POLICY = ClusterPolicy(max_gpus_per_node=None, default_output="s3://default/runs")
+OCI = "oci://registry.example.com:5000/team/sentiment:v1"
 BASE_SPEC: dict[str, Any] = {"base": {"model": "bert-base-uncased"}, "data": {"train": "s3://b/train.csv"}}
 SECRET = {"secretKeyRef": {"name": "hf", "key": "token"}}
 CONFIG = {"configMapKeyRef": {"name": "cfg", "key": "level"}}
@@ -292,6 +291,39 @@ CROSS_FIELD_CASES: list[tuple[str, dict[str, Any], bool]] = [
     ("envFrom a ConfigMap with prefix", {"envFrom": [{"prefix": "X_", "configMapRef": {"name": "c"}}]}, True),
     ("envFrom both", {"envFrom": [{"secretRef": {"name": "s"}, "configMapRef": {"name": "c"}}]}, False),
     ("envFrom neither", {"envFrom": [{"prefix": "X_"}]}, False),
+    ("output in a registry", {"output": {"uri": OCI, "checkpointUri": "s3://b/ckpt"}}, True),
+    ("registry output, checkpoints on a claim", {"output": {"uri": OCI, "checkpointUri": "pvc://m/c"}}, True),
+    ("registry output without checkpointUri", {"output": {"uri": OCI}}, False),
+    ("registry output, local checkpoints", {"output": {"uri": OCI, "checkpointUri": "/tmp/c"}}, False),
+    ("registry output, checkpoints in a registry", {"output": {"uri": OCI, "checkpointUri": OCI}}, False),
+    ("registry output without a tag", {"output": {"uri": "oci://ghcr.io/team/m", "checkpointUri": "s3://b/c"}}, False),
+    (
+        "registry output by digest",
+        {"output": {"uri": "oci://ghcr.io/team/m@sha256:" + "a" * 64, "checkpointUri": "s3://b/c"}},
+        False,
+    ),
+    ("registry output without a host", {"output": {"uri": "oci://team/m:v1", "checkpointUri": "s3://b/c"}}, False),
+    ("registry host with a port", {"output": {"uri": "oci://localhost:5000/m:v1", "checkpointUri": "s3://b/c"}}, True),
+    (
+        "registry repository in capitals",
+        {"output": {"uri": "oci://ghcr.io/Team/m:v1", "checkpointUri": "s3://b/c"}},
+        False,
+    ),
+    ("registry output merging", {"output": {"uri": OCI, "checkpointUri": "s3://b/c", "mergeAdapter": True}}, False),
+    (
+        "registry output over HTTP",
+        {"output": {"uri": OCI, "checkpointUri": "s3://b/c", "insecureRegistry": True}},
+        True,
+    ),
+    ("checkpointUri with an s3 output", {"output": {"uri": "s3://b/m", "checkpointUri": "s3://b/c"}}, False),
+    ("insecureRegistry with an s3 output", {"output": {"uri": "s3://b/m", "insecureRegistry": True}}, False),
+    (
+        "registrySecret with a registry",
+        {"output": {"uri": OCI, "checkpointUri": "s3://b/c"}, "registrySecret": "r"},
+        True,
+    ),
+    ("registrySecret with an s3 output", {"output": {"uri": "s3://b/m"}, "registrySecret": "r"}, False),
+    ("registrySecret without an output", {"registrySecret": "r"}, False),
 ]
 
 

@@ -502,3 +502,46 @@ def test_multi_node_claim_output_is_warned_about(nodes: int, uri: str | None, wa
     assert (event is not None) == warned
     if event is not None:
         assert event.type == "Warning" and "ReadWriteMany" in event.message and uri in event.message
+
+
+# -- a stopped pod (SIGTERM): the trainer saved a checkpoint first --------------------------------
+
+INTERRUPTED = encode_result(
+    Result(
+        outcome="Failed",
+        reason="Interrupted",
+        message="stopped by SIGTERM at step 40: checkpoint-40 saved to s3://b/run; the next attempt resumes from it",
+    )
+)
+
+
+def stopped_pod(disruption: dict[str, Any] | None = None) -> dict[str, Any]:
+    conditions = [{"type": "DisruptionTarget", "status": "True", **disruption}] if disruption else []
+    return pod(phase="Failed", conditions=conditions, **terminated(1, message=INTERRUPTED))
+
+
+def test_a_preempted_pod_says_from_which_step_the_next_one_goes_on() -> None:
+    preempted = stopped_pod({"reason": "PreemptionByScheduler", "message": "Preempted by a higher priority pod"})
+    status = desired_status(Observed(1, False, job=job(), pods=[preempted], max_disruptions=5, disrupted=1), None, NOW)
+    assert (status["phase"], status["reason"]) == ("Pending", "Disrupted")
+    assert status["message"] == (
+        "attempt 1 failed: the pod was disrupted (PreemptionByScheduler): Preempted by a higher priority pod; "
+        "the trainer stopped by SIGTERM at step 40: checkpoint-40 saved to s3://b/run; the next attempt resumes "
+        "from it; the Job retries"
+    )
+
+
+def test_a_pod_stopped_by_hand_is_interrupted_and_retried() -> None:
+    status = desired_status(Observed(1, False, job=job(), pods=[stopped_pod()]), None, NOW)
+    assert (status["phase"], status["reason"]) == ("Pending", "Interrupted")
+    assert "checkpoint-40 saved to s3://b/run; the next attempt resumes from it; the Job retries" in status["message"]
+
+
+def test_a_pushed_artifact_is_reported_by_its_digest() -> None:
+    pinned = "oci://ghcr.io/team/chat@sha256:" + "ab" * 32
+    pushed = encode_result(Result(outcome="Succeeded", artifact=Artifact(uri=pinned, kind="adapter")))
+    done = job(("Complete", "", ""), completionTime=NOW)
+    status = desired_status(
+        Observed(1, False, job=done, pods=[pod(phase="Succeeded", **terminated(0, "Completed", pushed))]), None, NOW
+    )
+    assert status["artifact"] == {"uri": pinned, "kind": "adapter"}

@@ -1,4 +1,4 @@
-"""Fixtures shared by the trainer tests (and the runtime tests): tiny local models, a real S3."""
+"""Fixtures shared by the trainer tests (and the runtime tests): tiny local models, a real S3, a real registry."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from moto_s3 import Bucket, moto_server, new_bucket
+from registry_server import Registry, registry_server
 from runtime_helpers import toy_rows, write_csv
 from tiny_chat import build_chat_llama
 from tiny_models import TinyModels, build_all
@@ -55,3 +56,10 @@ def s3_endpoint() -> Iterator[str]:
 def s3(s3_endpoint: str) -> Bucket:
     """An empty bucket of its own for each test, reached through s3fs and HTTP."""
     return new_bucket()
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """Debian's docker-registry on 127.0.0.1 (a free port, plain HTTP, htpasswd auth) for the session."""
+    with registry_server(tmp_path_factory.mktemp("registry")) as running:
+        yield running

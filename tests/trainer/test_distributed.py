@@ -136,6 +136,18 @@ def test_completion_index_zero_hosts_the_store() -> None:
     assert launch.torchrun_args(explicit, {"JOB_COMPLETION_INDEX": "0"})[:-2] == explicit
 
 
+def test_workers_get_the_pods_grace_period_to_save() -> None:
+    """torch waits 30 s for its workers after SIGTERM; the pod's grace period decides instead."""
+    from torch.distributed.run import parse_args
+
+    argv = ["--standalone", "--nproc-per-node=2"]
+    args = parse_args(launch.torchrun_args(argv, {"KUBETUNE_TERMINATION_GRACE_SECONDS": "300"}))
+    assert args.shutdown_timeout == 300 - launch.REPORT_MARGIN_S
+    assert not any(a.startswith("--shutdown-timeout") for a in launch.torchrun_args(argv, {}))
+    explicit = [*argv, "--shutdown-timeout=5"]
+    assert launch.torchrun_args(explicit, {"KUBETUNE_TERMINATION_GRACE_SECONDS": "300"})[:-2] == explicit
+
+
 def test_trainer_arguments_follow_the_module() -> None:
     args = launch.torchrun_args(["--standalone", "--nproc-per-node=2", "--", "--config", "job.json"], {})
     assert args == ["--standalone", "--nproc-per-node=2", "-m", "kubetune_trainer", "--config", "job.json"]

@@ -44,8 +44,9 @@ from kubetune_api.output_layout import (
     RUN_MARKER,
     TRAINER_STATE,
 )
+from kubetune_api.output_layout import MERGED_DIR as MERGED_DIR  # the runner names merged/ through this module
 from kubetune_api.protocol import ENV_STAGING_DIR
-from kubetune_api.uris import LOCAL_SCHEMES, OBJECT_STORE_SCHEMES, PVC_SCHEME, uri_scheme
+from kubetune_api.uris import LOCAL_SCHEMES, OBJECT_STORE_SCHEMES, OCI_SCHEME, PVC_SCHEME, uri_scheme
 from kubetune_trainer.distributed import all_gather
 from kubetune_trainer.errors import ConfigError, unresolved_pvc
 from kubetune_trainer.storage import filesystem
@@ -88,18 +89,26 @@ def open_output(uri: str) -> OutputLocation:
         return OutputLocation(uri=uri, local_dir=path)
     if scheme == PVC_SCHEME:
         raise ConfigError(f"output.uri: {unresolved_pvc(uri)}")
+    if scheme == OCI_SCHEME:
+        # A registry output without output.checkpointUri (a local run): the run works in a
+        # temporary folder, and nothing survives it to resume from (see oci_output.py).
+        return OutputLocation(uri=uri, local_dir=staging_dir("kubetune-output-"))
     if scheme not in OBJECT_STORE_SCHEMES:
         raise ConfigError(f"output.uri: unsupported URI scheme {scheme!r} in {uri}")
     fs, root = filesystem(uri)
     # A long-lived process (HFTrainer in a notebook, the tests) may hold listings of an
     # earlier run; what is there now decides ownership and resume.
     fs.invalidate_cache()
+    return OutputLocation(uri=uri, local_dir=staging_dir("kubetune-output-"), remote=Remote(fs=fs, root=root))
+
+
+def staging_dir(prefix: str) -> Path:
+    """A new local folder for files on their way to a remote output."""
     staging_root = os.environ.get(ENV_STAGING_DIR)
     if staging_root:
         # The operator points it into the pod's /cache volume, which starts empty.
         Path(staging_root).mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix="kubetune-output-", dir=staging_root or None))
-    return OutputLocation(uri=uri, local_dir=staging, remote=Remote(fs=fs, root=root))
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=staging_root or None))
 
 
 def checkpoint_step(name: str) -> int | None:

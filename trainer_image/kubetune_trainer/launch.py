@@ -13,6 +13,12 @@ then speaks for the pod the way a single trainer process would:
 
 With JOB_COMPLETION_INDEX set (an Indexed Job) and a c10d endpoint, the pod with index
 0 hosts the rendezvous store (`is_host`), so no hostname guessing is involved.
+
+SIGTERM (the pod is stopped): torchrun's agent forwards it to the workers, which save a
+checkpoint at their next step boundary (kubetune_trainer.graceful_stop), and waits for
+them `--shutdown-timeout` seconds before SIGKILL: torch's default is 30 s, so the launcher
+sets it from the pod's grace period ($KUBETUNE_TERMINATION_GRACE_SECONDS) less
+`REPORT_MARGIN_S`, which leaves it the time to write the workers' Interrupted result.
 """
 
 from __future__ import annotations
@@ -26,10 +32,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from kubetune_api.protocol import Result
+from kubetune_api.protocol import ENV_GRACE_PERIOD, Result
 from kubetune_trainer.distributed import ENV_COMPLETION_INDEX, ENV_RANK_RESULTS
 
 RESULT_FILE = "rank-{rank}.json"
+REPORT_MARGIN_S = 10
 
 
 def torchrun_args(argv: Sequence[str], environ: Mapping[str, str]) -> list[str]:
@@ -43,6 +50,9 @@ def torchrun_args(argv: Sequence[str], environ: Mapping[str, str]) -> list[str]:
     dynamic = any(a.startswith("--rdzv-endpoint") or a.startswith("--rdzv_endpoint") for a in argv)
     if index and dynamic and "--standalone" not in argv:
         argv = _with_rdzv_conf(argv, f"is_host={'true' if index == '0' else 'false'}")
+    grace = environ.get(ENV_GRACE_PERIOD, "").strip()
+    if grace.isdigit() and not any(a.startswith(("--shutdown-timeout", "--shutdown_timeout")) for a in argv):
+        argv = [*argv, f"--shutdown-timeout={max(int(grace) - REPORT_MARGIN_S, 1)}"]
     return [*argv, "-m", "kubetune_trainer", *trainer_args]
 
 
@@ -115,21 +125,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     folder = Path(tempfile.mkdtemp(prefix="kubetune-ranks-"))
     os.environ[ENV_RANK_RESULTS] = str(folder)  # the agent copies our environment to its workers
     failures: dict[int, Any] | None = None
+    stopped = False
     try:
         run(parse_args(args))
     except ChildFailedError as error:
         failures = dict(error.failures)
-    except SignalException:
-        raise  # the pod is being stopped: the agent has already passed the signal on
+    except SignalException as error:
+        # The pod is being stopped: the agent passed the signal on and waited for the workers,
+        # who saved a checkpoint and left their Interrupted results (or were killed).
+        stopped = True
+        print(f"kubetune: the launcher got {error.sigval.name}; the workers were told to stop", file=sys.stderr)
     except Exception as error:  # rendezvous timeout, a node that never came, bad torchrun options
         result = failed("TrainingError", f"distributed launch failed: {type(error).__name__}: {error}")
         write_result(result)
         print(f"kubetune: {result.message}", file=sys.stderr)
         return exit_code(result)
+    reported: Result | None
     try:
         reported = pod_result(read_rank_results(folder), failures)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+    if reported is None and stopped:
+        reported = failed("Interrupted", "stopped by SIGTERM; no worker left a result (killed before it saved?)")
     if reported is None:
         return 0
     write_result(reported)

@@ -76,7 +76,10 @@ def resolve_paths(spec: TrainingSpec, base_dir: Path) -> TrainingSpec:
     )
     update: dict[str, Any] = {"data": data}
     if spec.output is not None:
-        update["output"] = spec.output.model_copy(update={"uri": absolute(spec.output.uri)})
+        checkpoints = spec.output.checkpoint_uri  # a registry output's work folder
+        update["output"] = spec.output.model_copy(
+            update={"uri": absolute(spec.output.uri), "checkpoint_uri": absolute(checkpoints) if checkpoints else None}
+        )
     # A relative base is a hub id (org/name) unless a folder by that name sits beside the manifest.
     model = spec.base.model
     if uri_scheme(model) == "" and (model.startswith(("./", "../")) or (base_dir / model).is_dir()):

@@ -16,9 +16,12 @@ does DDP / FSDP / DeepSpeed from trainingArgs); only global rank 0 merges, write
 kubetune.json and publishes. All ranks resume from the same explicit checkpoint folder
 (not "the latest"), so a rank cannot see another rank's half-removed checkpoint.
 
-Failures are returned, not raised: `ConfigError` -> InvalidConfig / InvalidData /
-OutputInUse (exit 78, never retried), out of memory -> OutOfMemory, anything else ->
-TrainingError (both exit 1, retried by the Job's backoffLimit).
+Failures are returned, not raised (failure_kinds.py tells them apart): `ConfigError` ->
+InvalidConfig / InvalidData / OutputInUse (exit 78, never retried), out of memory ->
+OutOfMemory, anything else -> TrainingError (both exit 1, retried by the Job's
+backoffLimit); SIGTERM -> a checkpoint at
+the next step boundary, then Interrupted (exit 1; see graceful_stop.py). A registry output
+(oci://) works in output.checkpointUri and is pushed last (see oci_output.py).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kubetune_api.arguments import UNCHECKED_FIELD
 from kubetune_api.output_layout import MERGED_DIR
@@ -40,6 +43,9 @@ from kubetune_api.uris import PVC_SCHEME, uri_scheme
 from kubetune_trainer.distributed import DistributedEnv
 from kubetune_trainer.errors import ConfigError, config_error_class, unresolved_pvc
 from kubetune_trainer.eval_metrics import EVAL_TIMINGS, finite_number
+
+if TYPE_CHECKING:  # imported when a run starts: it pulls in transformers
+    from kubetune_trainer.graceful_stop import SignalWatch
 
 # What kubetune sets unless the job says otherwise, and why:
 # - logging_steps 0.05: a progress report every 5% of training (a ratio when < 1), so the
@@ -79,8 +85,14 @@ def run_training(
     `job_name` (namespace/name) and `job_uid` (the FineTuneJob's uid; None for a local
     run) go into the output's run marker and kubetune.json.
     """
+    from kubetune_trainer.failure_kinds import is_missing_on_hub, is_out_of_memory
+    from kubetune_trainer.graceful_stop import SignalWatch, StopRequested
+
     try:
-        return _run(spec, job_name, job_uid, on_progress)
+        with SignalWatch() as watch:
+            return _run(spec, job_name, job_uid, on_progress, watch)
+    except StopRequested as stop:
+        return failed("Interrupted", stop.describe(spec.output.work_uri if spec.output else "the output"))
     except ConfigError as error:
         return failed(error.reason, str(error))
     except Exception as error:
@@ -148,17 +160,23 @@ def check_output_fits(spec: TrainingSpec, place: DistributedEnv) -> None:
     from kubetune_api.sharding import sharded_checkpoint_problem
 
     assert spec.output is not None
-    problem = sharded_checkpoint_problem(spec.training_args, spec.output.uri, place.world_size)
+    problem = sharded_checkpoint_problem(spec.training_args, spec.output.work_uri, place.world_size)
     if problem is not None:
         raise ConfigError(problem)
 
 
 def _run(
-    spec: TrainingSpec, job_name: str, job_uid: str | None, on_progress: Callable[[Progress], None] | None
+    spec: TrainingSpec,
+    job_name: str,
+    job_uid: str | None,
+    on_progress: Callable[[Progress], None] | None,
+    watch: SignalWatch,
 ) -> Result:
     from kubetune_trainer import artifacts, metadata, ownership
     from kubetune_trainer.data_sources import load_data
+    from kubetune_trainer.graceful_stop import StopAtStepBoundary
     from kubetune_trainer.labels import max_labels_from
+    from kubetune_trainer.oci_output import RegistryOutput
     from kubetune_trainer.progress_callback import ProgressCallback
 
     started_at = datetime.now(timezone.utc)
@@ -169,7 +187,7 @@ def _run(
     # 1. Everything checkable without touching a model.
     if spec.output is None:
         raise ConfigError("output.uri: required (the operator sets a default; kubetune run uses outputs/NAME)")
-    output = artifacts.open_output(spec.output.uri)
+    output = artifacts.open_output(spec.output.work_uri)
     # Also sets up the process group under torchrun (TrainingArguments does, through accelerate).
     check_training_args(spec.training_args, str(output.local_dir), spec.unchecked_training_args)
     place = DistributedEnv.from_environ()
@@ -179,6 +197,9 @@ def _run(
     try:
         # Who owns the output first: nothing in another run's output is read or removed.
         warnings += ownership.check_owner(output, run)
+        registry = RegistryOutput.of(spec)
+        if registry is not None:
+            warnings += registry.preflight(run)
         data = load_data(spec.data)
         base = resolve_base(spec, warnings)
         checkpoint, resume_warnings = artifacts.prepare_resume(output)
@@ -204,7 +225,8 @@ def _run(
     from kubetune_trainer.eval_metrics import default_metrics
     from kubetune_trainer.hftrainer import HFTrainer
 
-    callbacks: list[Any] = [artifacts.CheckpointUploader(output)]
+    # The stop callback after the uploader: it stops the run once the checkpoint is uploaded.
+    callbacks: list[Any] = [artifacts.CheckpointUploader(output), StopAtStepBoundary(watch)]
     if on_progress is not None:
         callbacks.append(ProgressCallback(on_progress))
     training_args = {**RUN_DEFAULTS, **spec.all_training_args(), "output_dir": str(output.local_dir)}
@@ -248,7 +270,7 @@ def _run(
         for key, value in trainer.metrics.items()
         if (number := finite_number(value)) is not None and key not in EVAL_TIMINGS
     }
-    artifact = Artifact(uri=output.uri, kind=kind, merged_uri=merged_uri)
+    artifact = Artifact(uri=spec.output.uri, kind=kind, merged_uri=merged_uri)
     if not place.is_main_process:
         # Rank 0 writes and publishes; this rank's Result is only read when it fails.
         return Result(outcome="Succeeded", artifact=artifact, metrics=metrics, warnings=warnings)
@@ -277,6 +299,8 @@ def _run(
         ),
     )
     artifacts.publish(output)
+    if registry is not None:
+        artifact = artifact.model_copy(update={"uri": registry.push(output, kind, run)})
     return Result(outcome="Succeeded", artifact=artifact, metrics=metrics, warnings=warnings)
 
 
@@ -359,31 +383,3 @@ def _trainer_step(checkpoint: Path) -> int | None:
         return int(json.loads((checkpoint / TRAINER_STATE).read_text())["global_step"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-
-
-def is_out_of_memory(error: BaseException) -> bool:
-    """A torch / CUDA / host out-of-memory anywhere in the exception chain."""
-    for link in _chain(error):
-        if isinstance(link, MemoryError):
-            return True
-        if type(link).__name__ == "OutOfMemoryError":  # torch.OutOfMemoryError, torch.cuda's alias
-            return True
-        if isinstance(link, RuntimeError) and "out of memory" in str(link).lower():
-            return True
-    return False
-
-
-def is_missing_on_hub(error: BaseException) -> bool:
-    """A repository or revision that does not exist (or is gated): a spec problem, not a retry."""
-    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
-
-    return any(isinstance(link, RepositoryNotFoundError | RevisionNotFoundError) for link in _chain(error))
-
-
-def _chain(error: BaseException) -> list[BaseException]:
-    seen: list[BaseException] = []
-    current: BaseException | None = error
-    while current is not None and all(current is not s for s in seen):
-        seen.append(current)
-        current = current.__cause__ or current.__context__
-    return seen
