@@ -11,6 +11,11 @@ installs only txtai, faiss-cpu and msgpack next to transformers 5.23 / torch 2.1
 Run:
 
     HF_HUB_OFFLINE=1 python bench/trainer_vs_txtai.py            # --rows 400 --epochs 2 --repeats 2
+    HF_HUB_OFFLINE=1 python bench/trainer_vs_txtai.py --workload long-tail --repeats 3
+
+Workloads: `uniform` (5-120 words, uniform) and `long-tail` (256 rows of 5-200 words,
+log-uniform, median ~30: most rows short, a few long, one epoch), the shape of real
+classification data, where padding to the longest row wastes most of the work.
 
 Each trainer runs in its own subprocess (so peak RSS is its own), the runs interleave
 and repeat, and the median of each figure is reported. The txtai subprocess gets
@@ -18,14 +23,19 @@ and repeat, and the median of each figure is reported. The txtai subprocess gets
 
 Throughput is transformers' own `train_samples_per_second` (captured by wrapping
 `Trainer.train` the same way in every worker), so tokenization and model loading are
-not counted; `call s` is the whole call, which includes them. Accuracy is measured on
-the same held-out rows by the same code for every trainer.
+not counted; `call s` is the whole call, which includes them. Tokens are counted by
+wrapping `Trainer.training_step` the same way in every worker: processed tokens are the
+batch's `input_ids` (padding included), real tokens its attention mask; padding
+efficiency is real / processed. Accuracy is measured on the same held-out rows by the
+same code for every trainer. Each repeat is one pair (txtai, kubetune) run back to back
+in alternating order; ratios are per pair, and the median ratio is reported.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import random
 import resource
@@ -59,13 +69,21 @@ ARGS: dict[str, Any] = {
 }
 
 
-def make_data(rows: int, seed: int) -> list[dict[str, Any]]:
-    """Sentences of 5-120 words; label 1 = about a dog, 0 = about a cat (3 topic words each)."""
+def sentence_words(rng: random.Random, workload: str) -> int:
+    """How many filler words a row gets (3 topic words are added): uniform 5-120 words in
+    all, or long-tail 5-200 log-uniform."""
+    if workload == "long-tail":
+        return round(math.exp(rng.uniform(math.log(5), math.log(200)))) - 3
+    return rng.randint(2, 117)
+
+
+def make_data(rows: int, seed: int, workload: str = "uniform") -> list[dict[str, Any]]:
+    """Sentences about a dog (label 1) or a cat (label 0): 3 topic words among filler."""
     rng = random.Random(seed)
     data = []
     for index in range(rows):
         label = index % 2
-        words = [rng.choice(FILLER) for _ in range(rng.randint(2, 117))]
+        words = [rng.choice(FILLER) for _ in range(sentence_words(rng, workload))]
         for _ in range(3):
             words.insert(rng.randrange(len(words) + 1), rng.choice(DOG if label else CAT))
         data.append({"text": " ".join(words), "label": label})
@@ -98,8 +116,9 @@ def worker(kind: str, data_file: str, epochs: float, threads: int) -> dict[str, 
     torch.set_num_threads(threads)
 
     data = json.loads(Path(data_file).read_text())
-    captured: dict[str, float] = {}
+    captured: dict[str, float] = {"processed_tokens": 0, "real_tokens": 0}
     original = transformers.Trainer.train
+    original_step = transformers.Trainer.training_step
 
     def train(self: Any, *args: Any, **kwargs: Any) -> Any:
         captured["rss_at_train_start_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -107,7 +126,15 @@ def worker(kind: str, data_file: str, epochs: float, threads: int) -> dict[str, 
         captured.update(output.metrics)
         return output
 
+    def training_step(self: Any, model: Any, inputs: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        ids = inputs["input_ids"]
+        captured["processed_tokens"] += ids.numel()
+        mask = inputs.get("attention_mask")
+        captured["real_tokens"] += int(mask.sum()) if mask is not None else ids.numel()
+        return original_step(self, model, inputs, *args, **kwargs)
+
     transformers.Trainer.train = train  # type: ignore[method-assign]
+    transformers.Trainer.training_step = training_step  # type: ignore[method-assign]
 
     if kind == "txtai":
         from txtai.pipeline import HFTrainer
@@ -122,8 +149,12 @@ def worker(kind: str, data_file: str, epochs: float, threads: int) -> dict[str, 
     model, tokenizer = HFTrainer()(str(base), data["train"], num_train_epochs=epochs, **ARGS, **extra)
     call = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    runtime = captured["train_runtime"]
     return {
         "samples_per_second": captured["train_samples_per_second"],
+        "processed_tokens_per_second": captured["processed_tokens"] / runtime,
+        "real_tokens_per_second": captured["real_tokens"] / runtime,
+        "padding_efficiency": captured["real_tokens"] / captured["processed_tokens"],
         "train_runtime": captured["train_runtime"],
         "call_seconds": call,
         "peak_rss_mb": peak / 1024,
@@ -147,13 +178,29 @@ def run(kind: str, data_file: str, epochs: float, threads: int) -> dict[str, Any
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+WORKLOADS = {"uniform": (400, 2.0), "long-tail": (256, 1.0)}  # default rows, epochs
+KINDS = ["txtai", "kubetune", "kubetune-ungrouped"]
+COLUMNS = [  # (key, header, format)
+    ("samples_per_second", "samples/s", "10.1f"),
+    ("processed_tokens_per_second", "proc tok/s", "11.0f"),
+    ("real_tokens_per_second", "real tok/s", "11.0f"),
+    ("padding_efficiency", "pad eff", "8.2f"),
+    ("train_runtime", "train s", "8.1f"),
+    ("call_seconds", "call s", "7.1f"),
+    ("peak_rss_mb", "peak RSS MB", "12.0f"),
+    ("accuracy", "accuracy", "9.3f"),
+]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=400, help="training rows (validation: a quarter as many)")
-    parser.add_argument("--epochs", type=float, default=2)
+    parser.add_argument("--workload", choices=sorted(WORKLOADS), default="uniform")
+    parser.add_argument("--rows", type=int, help="training rows (validation: a quarter as many)")
+    parser.add_argument("--epochs", type=float)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1, help="torch threads per worker")
-    parser.add_argument("--worker", choices=["txtai", "kubetune", "kubetune-ungrouped"])
+    parser.add_argument("--kinds", default=",".join(KINDS), help="comma-separated; txtai first")
+    parser.add_argument("--worker", choices=KINDS)
     parser.add_argument("--data")
     options = parser.parse_args()
 
@@ -162,40 +209,49 @@ def main() -> None:
         return
     if not (TXTAI_PATH / "txtai").is_dir():
         raise SystemExit(f"txtai is not installed in {TXTAI_PATH}; see the setup at the top of this file")
+    rows = options.rows or WORKLOADS[options.workload][0]
+    epochs = options.epochs or WORKLOADS[options.workload][1]
+    kinds = options.kinds.split(",")
 
-    kinds = ["txtai", "kubetune", "kubetune-ungrouped"]
     results: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
     with tempfile.TemporaryDirectory() as folder:
         data_file = str(Path(folder) / "data.json")
-        data = {"train": make_data(options.rows, 1), "validation": make_data(options.rows // 4, 2)}
+        data = {
+            "train": make_data(rows, 1, options.workload),
+            "validation": make_data(max(rows // 4, 64), 2, options.workload),
+        }
         Path(data_file).write_text(json.dumps(data))
-        words = [len(row["text"].split()) for row in data["train"]]
+        words = sorted(len(row["text"].split()) for row in data["train"])
         print(
-            f"MiniLM-L6 text-classification: {options.rows} rows of {min(words)}-{max(words)} words, "
-            f"{options.epochs:g} epochs, {ARGS}, {options.repeats} repeats, {options.threads} torch thread(s), "
-            f"load average {os.getloadavg()}"
+            f"MiniLM-L6 text-classification, {options.workload}: {rows} rows of {words[0]}-{words[-1]} words "
+            f"(median {words[len(words) // 2]}), {epochs:g} epoch(s), {ARGS}, {options.repeats} repeats, "
+            f"{options.threads} torch thread(s), load average {os.getloadavg()}"
         )
         for repeat in range(options.repeats):
             for kind in kinds if repeat % 2 == 0 else reversed(kinds):  # alternate order against drift
-                results[kind].append(run(kind, data_file, options.epochs, options.threads))
-                print(f"  run {repeat + 1} {kind:15s} {json.dumps(results[kind][-1])}", flush=True)
+                results[kind].append(run(kind, data_file, epochs, options.threads))
+                print(f"  run {repeat + 1} {kind:20s} {json.dumps(results[kind][-1])}", flush=True)
 
     def median(kind: str, key: str) -> float:
         return statistics.median(result[key] for result in results[kind])
 
+    def pair_ratio(kind: str, key: str) -> float:
+        """Median over repeats of kind/txtai within the same repeat (drift cancels)."""
+        ratios = [mine[key] / theirs[key] for mine, theirs in zip(results[kind], results[kinds[0]], strict=True)]
+        return statistics.median(ratios)
+
     print()
-    print(f"{'trainer':16s} {'samples/s':>10s} {'train s':>8s} {'call s':>8s} {'peak RSS MB':>12s} {'accuracy':>9s}")
+    print(f"{'trainer':20s} " + " ".join(f"{header:>{fmt.split('.')[0]}s}" for _, header, fmt in COLUMNS))
     for kind in kinds:
-        print(
-            f"{kind:16s} {median(kind, 'samples_per_second'):10.1f} {median(kind, 'train_runtime'):8.1f} "
-            f"{median(kind, 'call_seconds'):8.1f} {median(kind, 'peak_rss_mb'):12.0f} {median(kind, 'accuracy'):9.3f}"
-        )
+        print(f"{kind:20s} " + " ".join(f"{median(kind, key):{fmt}}" for key, _, fmt in COLUMNS))
     print()
     for kind in kinds[1:]:
-        speed = median(kind, "samples_per_second") / median("txtai", "samples_per_second")
-        memory = median(kind, "peak_rss_mb") / median("txtai", "peak_rss_mb")
-        gained = median(kind, "accuracy") - median("txtai", "accuracy")
-        print(f"{kind} / txtai: throughput x{speed:.2f}, peak RSS x{memory:.2f}, accuracy {gained:+.3f}")
+        gained = median(kind, "accuracy") - median(kinds[0], "accuracy")
+        print(
+            f"{kind} / {kinds[0]} (median per-pair ratio): samples/s x{pair_ratio(kind, 'samples_per_second'):.2f}, "
+            f"processed tokens/s x{pair_ratio(kind, 'processed_tokens_per_second'):.2f}, "
+            f"peak RSS x{pair_ratio(kind, 'peak_rss_mb'):.2f}, accuracy {gained:+.3f}"
+        )
     print(f"load average at the end: {os.getloadavg()}")
 
 
