@@ -308,8 +308,10 @@ def estimate_for_plan(shape: ModelShape, plan: TrainingPlan) -> MemoryEstimate:
         r, n = plan.lora_r, shape.layers
         trainable = [Tensors(li.inputs, r, n * li.copies, 4) for li in lora]  # A, fp32
         trainable += [Tensors(r, li.outputs, n * li.copies, 4) for li in lora]  # B
+        if plan.lora_targets == "all-linear" and _has_pooler(shape, plan.task):  # the pooler's dense is a linear
+            trainable += [Tensors(shape.hidden, r, 1, 4), Tensors(r, shape.hidden, 1, 4)]
         # modules_to_save, and the task head peft trains (a copy of each, beside the original)
-        saved = _modules_to_save(shape, plan) + (head if plan.task not in LOGIT_TASKS else 0)
+        saved = _modules_to_save(shape, plan) + _saved_head(shape, plan.task, head)
         trainable.append(Tensors(saved, 1, 1, rest_bytes))
         weights += sum(t.elements * t.size for t in trainable)
     else:
@@ -333,6 +335,19 @@ def estimate_for_plan(shape: ModelShape, plan: TrainingPlan) -> MemoryEstimate:
         loaded_weights=int(copies * loaded),
         notes=tuple(notes),
     )
+
+
+def _has_pooler(shape: ModelShape, task: Task) -> bool:
+    return shape.family == "encoder" and task == Task.TEXT_CLASSIFICATION
+
+
+def _saved_head(shape: ModelShape, task: Task, head: int) -> int:
+    """The part of the task head peft trains under LoRA (its classifier, score or qa_outputs)."""
+    if task in LOGIT_TASKS:
+        return 0
+    if _has_pooler(shape, task):
+        return shape.hidden * shape.num_labels + shape.num_labels  # the pooler stays frozen
+    return head
 
 
 EMBEDDING_NAMES = frozenset({"lm_head", "embed_out", "embed_tokens", "wte", "word_embeddings", "embed_in"})
