@@ -112,7 +112,8 @@ def main() -> None:
         found = getattr(estimate_memory(figure.config, TrainingSpec.model_validate(figure.spec)), figure.part) / 1e9
         band = f"{figure.low_gb:.1f}-{figure.high_gb:.1f}"
         print(
-            f"{figure.name:<62} {found:>9.2f} {figure.published_gb:>9.2f} {error(found, figure.published_gb):>7}  {band}"
+            f"{figure.name:<62} {found:>9.2f} {figure.published_gb:>9.2f} "
+            f"{error(found, figure.published_gb):>7}  {band}"
         )
     print()
     print(f"Tiny models on CPU: bytes after {STEPS} AdamW steps, measured tensors vs estimate")
