@@ -1,6 +1,7 @@
 """The `kubetune` command line: this module's own commands plus those the installed parts add.
 
 kubetune validate FILE   check a manifest without running it (here: no torch, no Kopf)
+kubetune estimate FILE   the GPU memory its runs need (kubetune_api.estimate_cli)
 kubetune submit FILE, get, status, logs, wait, fetch, delete
                          runs on a cluster, through the Python client (kubetune_api.cluster_cli)
 kubetune run FILE        train a FineTuneJob manifest on this machine (kubetune_trainer.cli)
@@ -28,6 +29,8 @@ import yaml
 from kubetune_api import __version__
 from kubetune_api.cluster_cli import register as register_cluster_commands
 from kubetune_api.describe import describe_training
+from kubetune_api.estimate_cli import add_estimate_flags, validate_estimate_lines
+from kubetune_api.estimate_cli import register as register_estimate_command
 from kubetune_api.manifest import FineTuneJobManifest, ManifestError, load_manifests
 from kubetune_api.protocol import EXIT_FAILED, EXIT_INVALID_CONFIG, EXIT_SUCCEEDED
 from kubetune_api.validation import LOCAL_POLICY, ClusterPolicy
@@ -78,6 +81,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     for job in load(args.file, policy, hint):
         output = job.spec.output.uri if job.spec.output else "outputs/NAME (kubetune run)"
         print(f"{job.name}: valid ({describe_training(job.spec)}, base {job.spec.base.model}, output {output})")
+        validate_estimate_lines(job, args)
     return EXIT_SUCCEEDED
 
 
@@ -90,6 +94,8 @@ def _register_validate(commands: Any) -> None:
     validate.add_argument("--values", help="the Helm values file the operator was installed with")
     validate.add_argument("--max-gpus-per-node", type=int, help="the operator's trainer.maxGpusPerNode")
     validate.add_argument("--default-output", help="the operator's defaultOutput (a URI prefix)")
+    add_estimate_flags(validate)
+    validate.add_argument("--no-estimate", action="store_true", help="skip the memory estimate (reads config.json)")
     validate.set_defaults(handler=_cmd_validate)
 
 
@@ -104,6 +110,7 @@ def build_parser(extra: Sequence[Register] | None = None) -> argparse.ArgumentPa
     parser.add_argument("--version", action="version", version=f"kubetune {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     _register_validate(commands)
+    register_estimate_command(commands)
     register_cluster_commands(commands)
     for register in installed_commands() if extra is None else extra:
         register(commands)

@@ -51,6 +51,7 @@ class Reason:
     NAME_CONFLICT = "NameConflict"
     SPEC_CHANGE_IGNORED = "SpecChangeIgnored"
     SHARED_OUTPUT_REQUIRED = "SharedOutputRequired"
+    GPU_MEMORY_TOO_SMALL = "GPUMemoryTooSmall"  # a warning: the Job is still created
     # how an attempt or the run failed
     OOM_KILLED = "OOMKilled"
     DISRUPTED = "Disrupted"
@@ -73,6 +74,7 @@ PROBLEM_REASONS: frozenset[str] = frozenset(
         Reason.NAME_CONFLICT,
         Reason.SPEC_CHANGE_IGNORED,
         Reason.SHARED_OUTPUT_REQUIRED,
+        Reason.GPU_MEMORY_TOO_SMALL,
         Reason.OOM_KILLED,
         Reason.DISRUPTED,
         Reason.TOO_MANY_DISRUPTIONS,

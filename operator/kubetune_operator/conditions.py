@@ -20,7 +20,9 @@ two, and a stalled run is not making progress.
 
 A sixth type, ``SpecChangeIgnored``, is there only while the spec differs from the one the
 run was started with (only spec.suspend may change; CEL refuses most other edits, and the
-operator notices the rest).
+operator notices the rest). A seventh, ``GPUMemoryTooSmall``, is there when the preflight
+memory estimate exceeded the largest GPU the run could land on (`kubetune_operator.gpu_fit`);
+it stays for the run's life, since the spec it judged cannot change.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from kubetune_api.outcomes import Reason
 
 CONDITION_TYPES = ("Ready", "Reconciling", "Stalled", "Suspended", "Failed")
 SPEC_CHANGE_IGNORED = Reason.SPEC_CHANGE_IGNORED
+GPU_MEMORY_TOO_SMALL = Reason.GPU_MEMORY_TOO_SMALL
 SPEC_CHANGE_MESSAGE = (
     "the spec changed after the run started; only spec.suspend takes effect. To run the new "
     "spec, create it under a new name or with another spec.output.uri (a different spec in this "
@@ -75,6 +78,7 @@ def build_conditions(
     generation: int | None,
     now: str,
     spec_change_ignored: bool = False,
+    memory_warning: str | None = None,
 ) -> list[dict[str, Any]]:
     """Conditions for the state; lastTransitionTime kept where a condition did not change."""
     before = {c.get("type"): c for c in previous}
@@ -83,6 +87,8 @@ def build_conditions(
     ]
     if spec_change_ignored:
         wanted.append((SPEC_CHANGE_IGNORED, True, SPEC_CHANGE_IGNORED, SPEC_CHANGE_MESSAGE))
+    if memory_warning:
+        wanted.append((GPU_MEMORY_TOO_SMALL, True, GPU_MEMORY_TOO_SMALL, memory_warning))
     built = []
     for kind, truth, why, text in wanted:
         status = "True" if truth else "False"
@@ -111,3 +117,9 @@ def current_reason(status: Json | None) -> str | None:
 
 def is_true(status: Json | None, kind: str) -> bool:
     return any(c.get("type") == kind and c.get("status") == "True" for c in (status or {}).get("conditions") or [])
+
+
+def memory_warning_of(status: Json | None) -> str | None:
+    """The GPUMemoryTooSmall message a status holds (written when the Job was created)."""
+    conditions = (status or {}).get("conditions") or []
+    return next((c.get("message") for c in conditions if c.get("type") == GPU_MEMORY_TOO_SMALL), None)

@@ -100,6 +100,9 @@ class KubeApi(Protocol):
     async def read_pod_log(self, namespace: str, name: str, container: str, tail_lines: int, limit_bytes: int) -> str:
         """The log tail; "" when the pod or its log is gone."""
 
+    async def list_nodes(self, label_selector: str) -> list[dict[str, Any]]:
+        """The cluster's nodes with a label (cluster-scoped). ApiError 403 without the RBAC."""
+
 
 def login_like_kopf() -> kopf.ConnectionInfo:
     """The credentials Kopf's default login finds (service account, else kubeconfig)."""
@@ -274,3 +277,10 @@ class HttpKubeApi:
         if status >= 300:
             raise ApiError(status, f"reading the log of pod {namespace}/{name}", data)
         return data.decode(errors="replace")
+
+    async def list_nodes(self, label_selector: str) -> list[dict[str, Any]]:
+        status, data = await self._run("GET", "/api/v1/nodes", query=[("labelSelector", label_selector)])
+        if status >= 300:
+            raise ApiError(status, "listing nodes", data)
+        items: list[dict[str, Any]] = json.loads(data).get("items") or []
+        return items

@@ -30,6 +30,10 @@ CLUSTER_RULES: list[Rule] = [
     # Kopf's resource observer watches CRDs to notice our resource (re)appearing, in every
     # mode; without it Kopf logs a warning and only rediscovers resources on restart.
     {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "verbs": ["list", "watch"]},
+    # kube.list_nodes: the nvidia.com/gpu.memory label of the nodes a run may land on, for the
+    # preflight memory estimate (memory_check). Read only; without it the estimate falls
+    # back to KUBETUNE_GPU_MEMORY.
+    {"apiGroups": [""], "resources": ["nodes"], "verbs": ["list"]},
 ]
 
 NAMESPACE_OBSERVER_RULES: list[Rule] = [

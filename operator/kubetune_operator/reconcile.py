@@ -34,6 +34,7 @@ from kubetune_operator.indices import Body, Indices, Key
 from kubetune_operator.job_creation import RetryableError, create_run
 from kubetune_operator.kube import KubeApi, NotFound
 from kubetune_operator.kueue import WorkloadPending, set_workload_active
+from kubetune_operator.memory_check import MemoryCheck
 from kubetune_operator.pod_template import Owner
 from kubetune_operator.progress_status import parse_time, read_final_progress, read_progress, rfc3339, same_progress
 from kubetune_operator.prometheus import Metrics
@@ -82,6 +83,7 @@ class Reconciler:
         self.clock = clock
         self.status_delay = status_delay
         self.runs: dict[Key, RunState] = {}
+        self.memory = MemoryCheck(api, settings)
 
     @property
     def phases(self) -> dict[Key, str]:
@@ -162,6 +164,7 @@ class Reconciler:
             disrupted=len(state.disrupted),
             max_disruptions=spec.max_disruptions if spec is not None else None,
             spec_change_ignored=ignored,
+            memory_warning=state.memory_warning,
         )
         desired = desired_status(observed, known, rfc3339(self.clock()))
         patch = status_patch(known, desired)
@@ -226,6 +229,10 @@ class Reconciler:
     async def _create(self, key: Key, state: RunState, ftj: Body, checked: CheckedSpec) -> dict[str, Any] | None:
         assert checked.spec is not None
         spec = checked.spec
+        if not state.memory_checked:  # a warning, not a refusal: the estimate may be wrong
+            state.memory_checked, state.memory_warning = True, await self.memory.warning(spec)
+            if state.memory_warning:
+                self.post_event(ftj, Event("Warning", Reason.GPU_MEMORY_TOO_SMALL, state.memory_warning))
         outcome = await create_run(self.api, Owner.from_body(ftj), spec, self.settings)
         state.create_problem = outcome.problem
         if outcome.created and outcome.job is not None:

@@ -85,6 +85,8 @@ class RunState:
     disrupted: set[str] = field(default_factory=set)  # uids of pods the cluster stopped
     workload_active: bool | None = None  # what we last set on the Kueue Workload
     job_deleted: bool = False  # the Job of a run failed by the operator was deleted
+    memory_checked: bool = False  # the preflight memory estimate was made (once, before the Job)
+    memory_warning: str | None = None  # its GPUMemoryTooSmall message
 
     @property
     def wrote_phase(self) -> str | None:

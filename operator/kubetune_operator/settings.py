@@ -22,6 +22,10 @@ KUBETUNE_CACHE_SIZE_LIMIT            100Gi                        sizeLimit of t
                                                                   (hub downloads, staging) unless
                                                                   spec.resources.ephemeralStorage.
 KUBETUNE_TMP_SIZE_LIMIT              10Gi                         sizeLimit of the trainer's /tmp.
+KUBETUNE_GPU_MEMORY                  (unset)                      Memory of one GPU (e.g. 80Gi), for
+                                                                  the preflight memory estimate when
+                                                                  no node the run may land on has an
+                                                                  nvidia.com/gpu.memory label.
 ==================================== ============================ =====================================
 
 `OperatorSettings.from_env()` raises `SettingsError` naming the variable and what a
@@ -39,6 +43,7 @@ from typing import TypeVar
 
 from kubetune_api import __version__
 from kubetune_api.finetunejob import QUANTITY_PATTERN
+from kubetune_api.quantity import parse_bytes
 from kubetune_api.uris import PERSISTENT_WORK_SCHEMES
 from kubetune_api.validation import ClusterPolicy, check_persistent_output
 
@@ -52,6 +57,7 @@ ENV_METRICS_PORT = "KUBETUNE_METRICS_PORT"
 ENV_MAX_GPUS_PER_NODE = "KUBETUNE_MAX_GPUS_PER_NODE"
 ENV_CACHE_SIZE_LIMIT = "KUBETUNE_CACHE_SIZE_LIMIT"
 ENV_TMP_SIZE_LIMIT = "KUBETUNE_TMP_SIZE_LIMIT"
+ENV_GPU_MEMORY = "KUBETUNE_GPU_MEMORY"
 
 DEFAULT_TRAINER_IMAGE = f"ghcr.io/kubetune/trainer:{__version__}"
 DEFAULT_GPU_RESOURCE = "nvidia.com/gpu"
@@ -83,6 +89,7 @@ class OperatorSettings:
     max_gpus_per_node: int = 8
     cache_size_limit: str = "100Gi"
     tmp_size_limit: str = "10Gi"
+    gpu_memory: int | None = None  # bytes of one GPU, when node labels do not say
 
     @property
     def clusterwide(self) -> bool:
@@ -169,8 +176,18 @@ class OperatorSettings:
                 raise SettingsError(f"{name}={size!r}: expected a size such as 50Gi or 500M")
             sizes[field_name] = size
 
+        gpu_memory = None
+        if text(ENV_GPU_MEMORY, ""):
+            try:
+                gpu_memory = parse_bytes(text(ENV_GPU_MEMORY, ""))
+            except ValueError:
+                raise SettingsError(
+                    f"{ENV_GPU_MEMORY}={text(ENV_GPU_MEMORY, '')!r}: expected a size such as 80Gi"
+                ) from None
+
         return cls(
             **sizes,
+            gpu_memory=gpu_memory,
             trainer_image=image,
             gpu_resource=gpu_resource,
             gpu_toleration_key=toleration_key,

@@ -38,7 +38,14 @@ from typing import Any
 from kubetune_api.finetunejob import FineTuneJobSpec
 from kubetune_api.outcomes import EXIT_INVALID_CONFIG, Reason
 from kubetune_operator import attempts, merge_patch
-from kubetune_operator.conditions import SPEC_CHANGE_IGNORED, build_conditions, is_true, phase_of
+from kubetune_operator.conditions import (
+    GPU_MEMORY_TOO_SMALL,
+    SPEC_CHANGE_IGNORED,
+    build_conditions,
+    is_true,
+    memory_warning_of,
+    phase_of,
+)
 from kubetune_operator.views import IMAGE_PULL_REASONS, JobView, PodView, one_line, pod_views
 from kubetune_operator.volumes import to_user_uri
 
@@ -75,6 +82,7 @@ class Observed:
     disrupted: int = 0  # pods the cluster stopped so far (remembered beyond their deletion)
     max_disruptions: int | None = None
     spec_change_ignored: bool = False
+    memory_warning: str | None = None  # GPUMemoryTooSmall, found before the Job was created
 
 
 @dataclass(frozen=True)
@@ -306,6 +314,7 @@ def desired_status(observed: Observed, previous: Json | None, now: str) -> dict[
         observed.generation,
         now,
         spec_change_ignored=observed.spec_change_ignored,
+        memory_warning=observed.memory_warning or memory_warning_of(previous),
     )
     status: dict[str, Any] = {"phase": phase_of(conditions), "conditions": conditions}
     if observed.generation is not None:
@@ -339,7 +348,8 @@ def frozen_status(previous: Json, generation: int | None, spec_change_ignored: b
     at once; a changed spec is not (`spec_change_ignored`), and says so in a condition.
     """
     status = dict(previous)
-    standard = [c for c in previous.get("conditions") or [] if c.get("type") != SPEC_CHANGE_IGNORED]
+    extra = (SPEC_CHANGE_IGNORED, GPU_MEMORY_TOO_SMALL)
+    standard = [c for c in previous.get("conditions") or [] if c.get("type") not in extra]
     seen = previous.get("observedGeneration") if spec_change_ignored else generation
     if seen is not None:
         status["observedGeneration"] = seen
@@ -347,7 +357,15 @@ def frozen_status(previous: Json, generation: int | None, spec_change_ignored: b
     message = next((c.get("message", "") for c in standard), "")
     stalled = is_true(previous, "Stalled") and previous.get("phase") != "Failed"
     status["conditions"] = build_conditions(
-        str(previous.get("phase")), stalled, reason, message, standard, seen, now, spec_change_ignored
+        str(previous.get("phase")),
+        stalled,
+        reason,
+        message,
+        standard,
+        seen,
+        now,
+        spec_change_ignored,
+        memory_warning_of(previous),
     )
     return status
 

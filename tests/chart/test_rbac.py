@@ -40,16 +40,18 @@ Rule = tuple[str, str, str]  # (apiGroup, resource[/subresource], verb)
 
 VERBS = {"POST": "create", "PATCH": "patch", "PUT": "update", "DELETE": "delete"}
 PATH = re.compile(
-    r"^/(?:api/v1|apis/(?P<group>[^/]+)/[^/]+)/namespaces/[^/]+/(?P<resource>[^/]+)(?:/(?P<name>[^/]+)(?P<sub>/[^/]+)?)?$"
+    r"^/(?:api/v1|apis/(?P<group>[^/]+)/[^/]+)(?P<namespaced>/namespaces/[^/]+)?/(?P<resource>[^/]+)"
+    r"(?:/(?P<name>[^/]+)(?P<sub>/[^/]+)?)?$"
 )
 
 
-def _rule_for(method: str, path: str) -> Rule:
+def _rule_for(method: str, path: str) -> tuple[Rule, bool]:
+    """The call's RBAC rule, and whether it is about namespaced objects."""
     match = PATH.match(path)
     assert match, f"unexpected API path {path}"
     resource = match["resource"] + (match["sub"] or "")
     verb = VERBS.get(method) or ("get" if match["name"] else "list")
-    return (match["group"] or "", resource, verb)
+    return (match["group"] or "", resource, verb), bool(match["namespaced"])
 
 
 def _fake_argument(parameter: inspect.Parameter) -> Any:
@@ -61,8 +63,9 @@ def _fake_argument(parameter: inspect.Parameter) -> Any:
     return "x"
 
 
-def _api_calls() -> set[Rule]:
-    """Every request each KubeApi method sends, as RBAC (group, resource, verb)."""
+def _api_calls(namespaced: bool = True) -> set[Rule]:
+    """Every request each KubeApi method sends about namespaced (or cluster-scoped)
+    objects, as RBAC (group, resource, verb)."""
     calls: list[tuple[str, str]] = []
 
     async def record(_session: Any, method: str, path: str, *_: Any) -> tuple[int, bytes]:
@@ -85,7 +88,8 @@ def _api_calls() -> set[Rule]:
             await api.close()
 
     asyncio.run(call_all())
-    return {_rule_for(method, path) for method, path in calls}
+    rules = [_rule_for(method, path) for method, path in calls]
+    return {rule for rule, scoped in rules if scoped == namespaced}
 
 
 def _blocking_owner_references() -> list[dict[str, Any]]:
@@ -141,6 +145,8 @@ def required_cluster(peering: bool, clusterwide: bool) -> set[Rule]:
     """What Kopf itself reads cluster-wide: its observers (see kopf/_core/reactor/observation.py)."""
     # The resource observer watches CRDs unless settings.scanning.disabled (we leave it on).
     rules = {_kopf_rule(references.CRDS, verb) for verb in ("list", "watch")}
+    # The operator's own cluster-scoped reads (the nodes' GPU memory labels).
+    rules |= _api_calls(namespaced=False)
     if not clusterwide:
         # The namespace observer lists and watches namespaces only when serving a list of them.
         rules |= {_kopf_rule(references.NAMESPACES, verb) for verb in ("list", "watch")}
@@ -194,6 +200,8 @@ def test_derived_calls_are_sane() -> None:
     # Nothing reads a single FineTuneJob or pod (the Kopf indices hold them); a Job only after a 409.
     assert {resource for _, resource, verb in rules if verb == "get"} == {"pods/log", "jobs"}
     assert ("", "namespaces", "list") not in required_cluster(peering=False, clusterwide=True)
+    assert ("", "nodes", "list") in required_cluster(peering=False, clusterwide=False)  # the memory estimate
+    assert ("", "nodes", "list") not in rules
     assert ("", "namespaces", "watch") in required_cluster(peering=False, clusterwide=False)
 
 

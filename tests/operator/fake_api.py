@@ -49,6 +49,7 @@ class FakeServer:
         self.jobs: dict[str, dict[str, Any]] = {}
         self.pods: list[dict[str, Any]] = []
         self.workloads: list[dict[str, Any]] = []
+        self.nodes: list[dict[str, Any]] = []
         self.calls: list[tuple[str, str]] = []  # (method, object name)
         self.errors: dict[str, list[Exception]] = {}  # method -> raised by its next calls
         self.log_text = ""
@@ -120,6 +121,10 @@ class FakeServer:
         if self.read_log is not None:
             return await self.read_log()
         return self.log_text
+
+    async def list_nodes(self, label_selector: str) -> list[dict[str, Any]]:
+        self._call("list_nodes", label_selector)
+        return copy.deepcopy(self.nodes)
 
     # -- what the test does to the cluster --------------------------------------------------
 
