@@ -17,7 +17,7 @@ from transformers import AutoModelForCausalLM, BloomConfig, GPT2Config, LlamaCon
 from kubetune_trainer import HFTrainer
 from kubetune_trainer.errors import ConfigError
 from kubetune_trainer.feature_plan import SFTOptions
-from kubetune_trainer.packing import SEQ_LENGTHS, PackedCollator, pack
+from kubetune_trainer.packing import SEQ_LENGTHS, PackedCollator, pack, packing_problem
 from kubetune_trainer.task_recipes import prepare
 
 
@@ -156,3 +156,10 @@ def test_a_packed_run_on_such_a_model_fails_before_training() -> None:
         HFTrainer()((model, tokenizer), FORMAT_ROWS["chat"] * 4, task="language-generation", packing=True)
     # Without packing the same model trains.
     HFTrainer()((model, tokenizer), FORMAT_ROWS["chat"] * 4, task="language-generation", packing=False, max_steps=1)
+
+
+@pytest.mark.parametrize(("architecture", "apart"), [("llama", True), ("opt", False)])
+def test_the_check_also_covers_the_flattened_batches_of_flash_attention(architecture: str, apart: bool) -> None:
+    # On a GPU with flash-attn the collator flattens the batch; the check runs that same layout.
+    problem = packing_problem(_tiny_causal_lm(architecture), PackedCollator(pad_token_id=0, flatten=True))
+    assert (problem is None) is apart

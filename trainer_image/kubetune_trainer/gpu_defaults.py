@@ -9,7 +9,7 @@ On a GPU (docs/gpu.md has the table users read, with how to turn each off):
 
 * bf16 where the GPU computes in bfloat16 natively: half the activation memory, tensor
   cores, and float32's range, so no loss scaling;
-* tf32 on Ampere or newer: float32 matmuls on tensor cores, no change in convergence;
+* tf32 on Ampere or newer: float32 matmuls on tensor cores (10-bit mantissa);
 * optim adamw_torch_fused: one kernel for all parameters (transformers' own default with
   torch >= 2.8, written out for older torch);
 * activation checkpointing for quantized LoRA: QLoRA is how big models fit small GPUs,

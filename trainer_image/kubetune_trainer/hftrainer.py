@@ -205,8 +205,6 @@ class HFTrainer:
             # A warning because the trainer configures no log handler: lower levels never reach the pod log.
             logger.warning(describe(self.gpu_defaults))
         trained = self._peft(model, adapter, training)
-        if prepared.bind is not None:
-            prepared.bind(model)
 
         self.trainer = KubetuneTrainer(
             perplexity=task_info(task).metrics == PERPLEXITY_SUITE,
@@ -219,6 +217,10 @@ class HFTrainer:
             compute_metrics=metrics,
             callbacks=callbacks,
         )
+        if prepared.bind is not None:
+            # Once the Trainer has put the model on its device: packing's check runs it as training will.
+            with self.trainer.accelerator.autocast():
+                prepared.bind(model)
         output = self.trainer.train(resume_from_checkpoint=resume)
         self.metrics = {key: float(output.metrics[key]) for key in TRAIN_METRICS if key in output.metrics}
         if prepared.validation is not None:

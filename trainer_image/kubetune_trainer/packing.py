@@ -23,8 +23,9 @@ Without packing, rows are padded per batch (TRL's collator, with an attention ma
 Not every model honours per-row position ids: transformers builds the block-diagonal mask
 only where a model hands `position_ids` to its mask builder (Llama, GPT-2, Qwen, Mistral,
 ... in 5.24), not OPT, Bloom or Mamba, whose rows would silently see each other. So once the
-model is loaded, `bind` runs it on one packed sequence and on its rows alone; a model
-whose outputs differ is refused (ConfigError naming packing) before training starts.
+model is on its device, `bind` runs it on one packed sequence and on its rows alone (with
+the run's attention and autocast); a model whose outputs differ is refused (ConfigError
+naming packing) before training starts.
 """
 
 from __future__ import annotations
@@ -119,13 +120,17 @@ def packing_problem(model: PreTrainedModel, collator: PackedCollator) -> str | N
     vocab = int(model.config.get_text_config().vocab_size)
     first, second = ([(3 + 7 * i + 11 * n) % vocab for i in range(n)] for n in _PROBE_LENGTHS)
     batch = collator([{"input_ids": first + second, "labels": first + second, SEQ_LENGTHS: list(_PROBE_LENGTHS)}])
-    inputs = {key: value.to(model.device) for key, value in batch.items() if key not in ("labels", SEQ_LENGTHS)}
+    inputs = {
+        key: value.to(model.device) if isinstance(value, torch.Tensor) else value  # flattened: max lengths are ints
+        for key, value in batch.items()
+        if key not in ("labels", SEQ_LENGTHS)
+    }
     start = len(first)
     was_training = model.training
     model.eval()  # no dropout in the comparison
     try:
         with torch.no_grad():
-            packed = model(**inputs, use_cache=False).logits[0, start:].float()
+            logits = model(**inputs, use_cache=False).logits
             alone = model(input_ids=torch.tensor([second], device=model.device), use_cache=False).logits[0].float()
             crossing = model(input_ids=inputs["input_ids"], use_cache=False).logits[0, start:].float()
     except Exception as error:  # e.g. ZeRO-3's partitioned weights: the Trainer's engine has to run it
@@ -133,9 +138,10 @@ def packing_problem(model: PreTrainedModel, collator: PackedCollator) -> str | N
         return None
     finally:
         model.train(was_training)
-    leak = (packed - alone).abs().max().item()
+    leak = (logits[0, start:].float() - alone).abs().max().item()
     crossed = (crossing - alone).abs().max().item()
-    rounding = _ROUNDING_STEPS * torch.finfo(model.dtype).eps * (1.0 + alone.abs().max().item())
+    # In the precision the logits came out in (bf16 under autocast, float32 on a CPU).
+    rounding = _ROUNDING_STEPS * torch.finfo(logits.dtype).eps * (1.0 + alone.abs().max().item())
     if leak <= max(_CROSSING_SHARE * crossed, rounding):
         return None
     return f"{type(model).__name__} ({model.config._attn_implementation} attention) mixes the rows of a packed sequence"
