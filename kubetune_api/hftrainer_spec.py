@@ -28,6 +28,7 @@ SPEC_FIELDS: dict[str, tuple[str, ...]] = {
     "prefix": ("prefix",),
     "quantize": ("quantize",),
     "lora": ("lora",),
+    "attn_implementation": ("attnImplementation",),
 }
 # TrainingArguments.output_dir is where HFTrainer saves; in a FineTuneJob that is spec.output.
 OUTPUT_DIR = "output_dir"
@@ -84,6 +85,7 @@ def hftrainer_spec(
     quantize: Any = None,
     lora: Any = None,
     callbacks: Any = None,
+    attn_implementation: str | None = None,
     **args: Any,
 ) -> dict[str, Any]:
     """The FineTuneJob spec (camelCase, as in YAML) for `HFTrainer()(base, train, ...)`.
@@ -127,6 +129,7 @@ def hftrainer_spec(
         "prefix": prefix,
         "quantize": _free_form(quantize, "quantize", "BitsAndBytesConfig", "{'load_in_4bit': True}"),
         "lora": _free_form(lora, "lora", "LoraConfig", "{'r': 8, 'lora_alpha': 16}"),
+        "attn_implementation": attn_implementation,
     }
     for keyword, value in given.items():
         if value is not None:

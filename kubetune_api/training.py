@@ -68,6 +68,8 @@ FILE_FORMATS = ("csv", "json", "jsonl", "parquet", "txt")
 # The longest chat template the spec takes: real ones are a few KiB, and a bounded string
 # keeps the CRD's immutability rule within the API server's CEL cost budget.
 MAX_CHAT_TEMPLATE = 65536
+# The attention implementations transformers 5 ships (hub kernels need network at run time: not offered).
+ATTENTION_IMPLEMENTATIONS = ("eager", "sdpa", "flash_attention_2", "flash_attention_3", "flex_attention")
 
 # TrainingArguments fields kubetune sets itself, and what to write instead (the catalogue
 # generator leaves them out, so the argument checks refuse them with this text).
@@ -245,6 +247,16 @@ class TrainingSpec(SpecModel):
             "the stream into maxLength blocks (the seed's behaviour; attention crosses rows)."
         ),
     )
+    attn_implementation: str | None = Field(
+        default=None,
+        description=(
+            "The model's attention: " + ", ".join(ATTENTION_IMPLEMENTATIONS) + " (flash needs flash-attn in the "
+            "trainer image and an Ampere or newer GPU). Default on a GPU: flash_attention_2 where flash-attn is "
+            "installed and the GPU, the precision (bf16 or fp16) and the model allow it, else sdpa where the model "
+            "supports it; on a CPU the model's own."
+        ),
+        json_schema_extra={"enum": list(ATTENTION_IMPLEMENTATIONS)},
+    )
     quantize: FreeForm | None = Field(
         default=None,
         description=(
@@ -304,6 +316,13 @@ class TrainingSpec(SpecModel):
     @classmethod
     def _false_means_off(cls, value: FreeForm | None) -> FreeForm | None:
         return None if value is False else value
+
+    @field_validator("attn_implementation")
+    @classmethod
+    def _known_attention(cls, value: str | None) -> str | None:
+        if value is not None and value not in ATTENTION_IMPLEMENTATIONS:
+            raise ValueError(f"unknown attention {value!r}; use one of: {', '.join(ATTENTION_IMPLEMENTATIONS)}")
+        return value
 
     @field_validator("training_args")
     @classmethod

@@ -51,6 +51,12 @@ def test_hftrainer_keywords_become_spec_fields() -> None:
     FineTuneJobSpec.model_validate(spec)  # a spec the model takes as it is
 
 
+def test_attention_becomes_the_spec_field() -> None:
+    spec = hftrainer_spec("org/base", "s3://bucket/train.csv", attn_implementation="sdpa", bf16=False)
+    assert spec["attnImplementation"] == "sdpa" and spec["trainingArgs"] == {"bf16": False}
+    FineTuneJobSpec.model_validate(spec)
+
+
 def test_prefix_for_sequence_sequence() -> None:
     spec = hftrainer_spec("t5-small", "hf://wmt16?config=de-en", task="sequence-sequence", prefix="translate: ")
     assert spec["prefix"] == "translate: " and spec["task"] == "sequence-sequence"

@@ -5,18 +5,19 @@ from __future__ import annotations
 import random
 from itertools import chain
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 from datasets import Dataset
 from tiny_chat import chat_tokenizer
 from tiny_models import TinyModels
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, BloomConfig, GPT2Config, LlamaConfig, OPTConfig
 
 from kubetune_trainer import HFTrainer
 from kubetune_trainer.errors import ConfigError
 from kubetune_trainer.feature_plan import SFTOptions
-from kubetune_trainer.packing import SEQ_LENGTHS, PackedCollator, pack
+from kubetune_trainer.packing import SEQ_LENGTHS, PackedCollator, pack, packing_problem
 from kubetune_trainer.task_recipes import prepare
 
 
@@ -109,3 +110,56 @@ def test_a_rows_outputs_do_not_depend_on_what_it_is_packed_with(
     for row, start, expected in zip(rows, offsets, alone, strict=True):
         assert torch.allclose(flat[start : start + len(row)], expected, atol=1e-5), (architecture, start)
     assert not torch.allclose(crossing, alone[1], atol=1e-3)
+
+
+def _tiny_causal_lm(architecture: str, vocab: int = 64) -> Any:
+    """A random causal LM of `architecture`, small enough to build in a test."""
+    configs = {
+        "llama": LlamaConfig(
+            vocab_size=vocab, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2
+        ),
+        "gpt2": GPT2Config(vocab_size=vocab, n_embd=16, n_layer=2, n_head=2, n_positions=64),
+        "opt": OPTConfig(
+            vocab_size=vocab,
+            hidden_size=16,
+            word_embed_proj_dim=16,
+            ffn_dim=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            max_position_embeddings=64,
+        ),
+        "bloom": BloomConfig(vocab_size=vocab, hidden_size=16, n_layer=2, n_head=2),
+    }
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_config(configs[architecture])
+
+
+@pytest.mark.parametrize("architecture", ["llama", "gpt2"])
+def test_packing_accepts_models_that_keep_packed_rows_apart(architecture: str) -> None:
+    model = _tiny_causal_lm(architecture)
+    model.train()
+    PackedCollator(pad_token_id=0).bind(model)
+    assert model.training  # the probe ran in eval mode and gave the model back as it was
+
+
+@pytest.mark.parametrize("architecture", ["opt", "bloom"])
+def test_packing_refuses_a_model_whose_packed_rows_see_each_other(architecture: str) -> None:
+    # transformers 5.24 builds OPT's and Bloom's masks without the position ids: rows would cross.
+    with pytest.raises(ConfigError, match=r"packing: \w+ForCausalLM .* mixes the rows .* set packing: false"):
+        PackedCollator(pad_token_id=0).bind(_tiny_causal_lm(architecture))
+
+
+def test_a_packed_run_on_such_a_model_fails_before_training() -> None:
+    tokenizer = chat_tokenizer()
+    model = _tiny_causal_lm("opt", vocab=len(tokenizer))
+    with pytest.raises(ConfigError, match="packing: OPTForCausalLM"):
+        HFTrainer()((model, tokenizer), FORMAT_ROWS["chat"] * 4, task="language-generation", packing=True)
+    # Without packing the same model trains.
+    HFTrainer()((model, tokenizer), FORMAT_ROWS["chat"] * 4, task="language-generation", packing=False, max_steps=1)
+
+
+@pytest.mark.parametrize(("architecture", "apart"), [("llama", True), ("opt", False)])
+def test_the_check_also_covers_the_flattened_batches_of_flash_attention(architecture: str, apart: bool) -> None:
+    # On a GPU with flash-attn the collator flattens the batch; the check runs that same layout.
+    problem = packing_problem(_tiny_causal_lm(architecture), PackedCollator(pad_token_id=0, flatten=True))
+    assert (problem is None) is apart

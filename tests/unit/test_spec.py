@@ -125,6 +125,16 @@ def test_data_format_is_the_rows_layout_and_file_format_the_files() -> None:
     assert "unknown file format 'xls'" in error_text(data={"train": "t", "fileFormat": "xls"})
 
 
+def test_attention_is_one_transformers_ships() -> None:
+    parsed = spec(attnImplementation="flash_attention_2")
+    assert parsed.attn_implementation == "flash_attention_2"
+    assert '"attnImplementation":"flash_attention_2"' in parsed.to_job_json()
+    assert spec().attn_implementation is None  # the GPU default decides (docs/gpu.md)
+    assert "unknown attention 'flash'; use one of: eager, sdpa, flash_attention_2" in error_text(
+        attnImplementation="flash"
+    )
+
+
 @pytest.mark.parametrize(
     ("fields", "message"),
     [

@@ -77,7 +77,7 @@ class FeaturePlan:
 
     `indexed`: the map functions take (batch, row indices), to name rows in errors.
     `finish(original, mapped, role)`: the mapped data as the Trainer should see it.
-    `bind(model)`: called once the model is loaded, for collators that depend on it.
+    `bind(model)`: called once the model is loaded and on its device, for collators that depend on it.
     """
 
     encoder: Callable[[str], MapFunction]

@@ -6,7 +6,8 @@
     model, tokenizer = trainer("bert-base-uncased", [{"text": "...", "label": 0}, ...])
 
 After a call the instance keeps what the container runtime reports: `warnings`,
-`metrics`, `quantized`, `adapter`, `labels` and the `trainer` itself.
+`metrics`, `quantized`, `adapter`, `labels`, the GPU defaults it applied (`gpu_defaults`,
+see gpu_defaults.py) and the `trainer` itself.
 """
 
 from __future__ import annotations
@@ -33,13 +34,24 @@ from kubetune_trainer.errors import ConfigError
 from kubetune_trainer.eval_metrics import Metrics, eval_results
 from kubetune_trainer.feature_plan import SFTOptions, SFTReport
 from kubetune_trainer.final_save import save_final_model
+from kubetune_trainer.gpu_defaults import (
+    DeviceCapabilities,
+    RunFacts,
+    attention_default,
+    describe,
+    device_capabilities,
+    kbit_checkpointing_kwargs,
+    set_attention,
+    training_defaults,
+)
 from kubetune_trainer.inputs import to_dataset
 from kubetune_trainer.labels import DEFAULT_MAX_LABELS, LabelScheme
 from kubetune_trainer.memory import limit_heap_fragmentation
+from kubetune_trainer.model_loaders import is_pair
 from kubetune_trainer.models import LoadReport, load_base, load_model
 from kubetune_trainer.peft_config import lora_config, plan_quantization, quantization_config
 from kubetune_trainer.task_recipes import check_task, prepare
-from kubetune_trainer.training_args import build_training_args, has_accelerator
+from kubetune_trainer.training_args import KubetuneTrainingArguments, build_training_args, has_accelerator
 from kubetune_trainer.transformers_trainer import PERPLEXITY_SUITE, KubetuneTrainer
 
 logger = logging.getLogger(__name__)
@@ -55,8 +67,9 @@ _DEFAULT_LABEL = re.compile(r"LABEL_\d+")
 class HFTrainer:
     """Trains a Hugging Face transformers model for one of six tasks."""
 
-    def __init__(self) -> None:
-        """Fresh state; every call resets it."""
+    def __init__(self, capabilities: DeviceCapabilities | None = None) -> None:
+        """Fresh state; every call resets it. `capabilities`: the machine's, probed when None (tests pass a GPU's)."""
+        self.capabilities = capabilities
         self._reset()
 
     def _reset(self) -> None:
@@ -66,6 +79,7 @@ class HFTrainer:
         self.adapter: bool = False
         self.labels: LabelScheme | None = None
         self.sft: SFTReport | None = None  # language-generation: format, masking, batching
+        self.gpu_defaults: dict[str, Any] = {}  # what gpu_defaults.py chose, by argument name
         self.trainer: Trainer | None = None
 
     def _warn(self, message: str) -> None:
@@ -93,6 +107,7 @@ class HFTrainer:
         chat_template: str | None = None,
         train_on_prompt: bool = False,
         packing: bool | None = None,
+        attn_implementation: str | None = None,
         **args: Any,
     ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
         """Train `base` on `train` and return (model, tokenizer), the model in eval mode.
@@ -114,6 +129,8 @@ class HFTrainer:
             lora: True (r 16, alpha 8, all-linear), a dict of LoraConfig arguments, or a config
             callbacks: transformers TrainerCallbacks (progress reporting)
             maxlabels: text-classification: the most outputs a label head may have
+            attn_implementation: the model's attention (eager, sdpa, flash_attention_2, ...);
+                default on a GPU: flash_attention_2 where it can run, else sdpa (gpu_defaults.py)
             args: any transformers.TrainingArguments field (plus group_by_length)
         """
         self._reset()
@@ -151,6 +168,12 @@ class HFTrainer:
         if tokenizer.pad_token is None:
             # As the seed: pad with EOS. Our causal LM collator still keeps EOS in the labels.
             tokenizer.pad_token = tokenizer.eos_token
+        capabilities = self.capabilities or device_capabilities()
+        quantized = plan_quantization(quantization).config is not None and not is_pair(base)
+        facts = RunFacts(task, getattr(config, "model_type", None), quantized, adapter is not None)
+        self.gpu_defaults = training_defaults(args, capabilities, facts)
+        if self.gpu_defaults:
+            training = build_training_args({**args, **self.gpu_defaults})
 
         prepared = prepare(
             task,
@@ -177,9 +200,11 @@ class HFTrainer:
         model = self.model(task, base, config, prepared.labels, tokenizer, quantization)
         if model.config.pad_token_id is None:
             model.config.pad_token_id = tokenizer.pad_token_id
-        trained = self._peft(model, adapter, bool(training.gradient_checkpointing))
-        if prepared.bind is not None:
-            prepared.bind(model)
+        self._choose_attention(model, attn_implementation, capabilities, training)
+        if self.gpu_defaults and int(os.environ.get("RANK", "0")) == 0:
+            # A warning because the trainer configures no log handler: lower levels never reach the pod log.
+            logger.warning(describe(self.gpu_defaults))
+        trained = self._peft(model, adapter, training)
 
         self.trainer = KubetuneTrainer(
             perplexity=task_info(task).metrics == PERPLEXITY_SUITE,
@@ -192,6 +217,10 @@ class HFTrainer:
             compute_metrics=metrics,
             callbacks=callbacks,
         )
+        if prepared.bind is not None:
+            # Once the Trainer has put the model on its device: packing's check runs it as training will.
+            with self.trainer.accelerator.autocast():
+                prepared.bind(model)
         output = self.trainer.train(resume_from_checkpoint=resume)
         self.metrics = {key: float(output.metrics[key]) for key in TRAIN_METRICS if key in output.metrics}
         if prepared.validation is not None:
@@ -226,12 +255,34 @@ class HFTrainer:
         self.quantized = report.quantized
         return model
 
-    def _peft(self, model: PreTrainedModel, adapter: LoraConfig | None, checkpointing: bool) -> Any:
+    def _choose_attention(
+        self,
+        model: PreTrainedModel,
+        requested: str | None,
+        capabilities: DeviceCapabilities,
+        training: KubetuneTrainingArguments,
+    ) -> None:
+        """The user's attention implementation, else the GPU default (recorded when it changes the model's)."""
+        if requested is not None:
+            set_attention(model, requested, user_choice=True)
+            return
+        choice = attention_default(model, capabilities, bool(training.bf16 or training.fp16))
+        if choice is None or choice == model.config._attn_implementation:
+            return
+        if set_attention(model, choice, user_choice=False):
+            self.gpu_defaults["attn_implementation"] = choice
+
+    def _peft(self, model: PreTrainedModel, adapter: LoraConfig | None, training: KubetuneTrainingArguments) -> Any:
         """Wrap `model` with a LoRA adapter when asked; k-bit preparation only when quantized."""
         if adapter is None:
             return model
         if self.quantized:
-            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing)
+            kwargs = training.activation_checkpointing_kwargs
+            model = prepare_model_for_kbit_training(
+                model,
+                use_gradient_checkpointing=bool(training.activation_checkpointing),
+                gradient_checkpointing_kwargs=kbit_checkpointing_kwargs(kwargs if isinstance(kwargs, dict) else None),
+            )
         wrapped = get_peft_model(model, adapter)
         trainable, total = wrapped.get_nb_trainable_parameters()
         logger.info("LoRA: %d of %d parameters trainable", trainable, total)

@@ -40,6 +40,7 @@ def build_metadata(
     quantized: bool,
     trainer_args: Any,
     sft: SFTReport | None = None,
+    gpu_defaults: dict[str, Any] | None = None,
     global_step: int | None,
     resumed_from: int | None,
     started_at: datetime,
@@ -73,6 +74,8 @@ def build_metadata(
         "trainingArgs": redact(spec.training_args),
         "uncheckedTrainingArgs": redact(spec.unchecked_training_args),
         "resolvedTrainingArgs": redact(_changed_training_args(trainer_args)),
+        # What kubetune turned on because the run had a GPU and the spec did not say (gpu_defaults.py).
+        "gpuDefaults": dict(gpu_defaults or {}),
         "artifact": artifact.model_dump(mode="json", by_alias=True, exclude_none=True),
         "metrics": metrics,
         "warnings": warnings,

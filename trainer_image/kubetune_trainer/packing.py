@@ -19,10 +19,19 @@ How the batch is laid out depends on the model's attention kernel:
   short tail bins' (and length grouping puts those together).
 
 Without packing, rows are padded per batch (TRL's collator, with an attention mask).
+
+Not every model honours per-row position ids: transformers builds the block-diagonal mask
+only where a model hands `position_ids` to its mask builder (Llama, GPT-2, Qwen, Mistral,
+... in 5.24), not OPT, Bloom or Mamba, whose rows would silently see each other. So once the
+model is on its device, `bind` runs it on one packed sequence and on its rows alone (with
+the run's attention and autocast); a model whose outputs differ is refused (ConfigError
+naming packing) before training starts.
 """
 
 from __future__ import annotations
 
+import inspect
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,8 +42,18 @@ from trl.data_utils import pack_dataset
 from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 from trl.trainer.utils import pad
 
+from kubetune_trainer.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
 IGNORED = -100
 SEQ_LENGTHS = "seq_lengths"
+# The probe's two rows: long enough that the second row's outputs depend on what precedes it.
+_PROBE_LENGTHS = (8, 4)
+# A packed row may differ from the row alone by rounding only: far less than the
+# difference attending across rows makes (measured on the same model and inputs).
+_CROSSING_SHARE = 0.05
+_ROUNDING_STEPS = 4.0
 
 
 def pack(dataset: Dataset, maxlength: int, workers: int | None) -> Dataset:
@@ -58,6 +77,13 @@ class PackedCollator:
 
     def bind(self, model: PreTrainedModel) -> None:
         self.flatten = uses_varlen_attention(model)
+        problem = packing_problem(model, self)
+        if problem is not None:
+            raise ConfigError(
+                f"packing: {problem}, so packed rows would attend to each other; set packing: false "
+                "(packing=False), or use a model whose attention takes per-row position ids "
+                "(Llama, Qwen, Mistral, GPT-2)"
+            )
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
         if self.flatten:
@@ -77,3 +103,45 @@ class PackedCollator:
 def padded_collator(pad_token_id: int, pad_to_multiple_of: int | None) -> DataCollatorForLanguageModeling:
     """Rows padded to the batch's longest, with an attention mask, labels as prepared."""
     return DataCollatorForLanguageModeling(pad_token_id, pad_to_multiple_of=pad_to_multiple_of)
+
+
+def packing_problem(model: PreTrainedModel, collator: PackedCollator) -> str | None:
+    """Why `model` would let packed rows see each other, or None when it keeps them apart.
+
+    Runs the model on one packed sequence of two rows, on the second row alone, and on
+    the two rows concatenated without per-row positions (the control: attention that
+    crosses rows). The packed row must match the row alone far more closely than the
+    control does.
+    """
+    parameters = inspect.signature(model.forward).parameters
+    takes_kwargs = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+    if "position_ids" not in parameters and not takes_kwargs:
+        return f"{type(model).__name__} takes no position_ids"
+    vocab = int(model.config.get_text_config().vocab_size)
+    first, second = ([(3 + 7 * i + 11 * n) % vocab for i in range(n)] for n in _PROBE_LENGTHS)
+    batch = collator([{"input_ids": first + second, "labels": first + second, SEQ_LENGTHS: list(_PROBE_LENGTHS)}])
+    inputs = {
+        key: value.to(model.device) if isinstance(value, torch.Tensor) else value  # flattened: max lengths are ints
+        for key, value in batch.items()
+        if key not in ("labels", SEQ_LENGTHS)
+    }
+    start = len(first)
+    was_training = model.training
+    model.eval()  # no dropout in the comparison
+    try:
+        with torch.no_grad():
+            logits = model(**inputs, use_cache=False).logits
+            alone = model(input_ids=torch.tensor([second], device=model.device), use_cache=False).logits[0].float()
+            crossing = model(input_ids=inputs["input_ids"], use_cache=False).logits[0, start:].float()
+    except Exception as error:  # e.g. ZeRO-3's partitioned weights: the Trainer's engine has to run it
+        logger.warning("packing: could not check that packed rows stay apart on this model (%s)", error)
+        return None
+    finally:
+        model.train(was_training)
+    leak = (logits[0, start:].float() - alone).abs().max().item()
+    crossed = (crossing - alone).abs().max().item()
+    # In the precision the logits came out in (bf16 under autocast, float32 on a CPU).
+    rounding = _ROUNDING_STEPS * torch.finfo(logits.dtype).eps * (1.0 + alone.abs().max().item())
+    if leak <= max(_CROSSING_SHARE * crossed, rounding):
+        return None
+    return f"{type(model).__name__} ({model.config._attn_implementation} attention) mixes the rows of a packed sequence"

@@ -250,6 +250,7 @@ def _run(
         chat_template=spec.chat_template,
         train_on_prompt=bool(spec.train_on_prompt),
         packing=spec.packing,
+        attn_implementation=spec.attn_implementation,
         **training_args,
     )
     warnings += list(trainer.warnings)
@@ -289,6 +290,7 @@ def _run(
             validation_rows=len(data.validation) if data.validation is not None else None,
             quantized=trainer.quantized,
             sft=trainer.sft,
+            gpu_defaults=trainer.gpu_defaults,
             trainer_args=getattr(getattr(trainer, "trainer", None), "args", None),
             global_step=_global_step(trainer),
             resumed_from=resumed_from,
