@@ -119,7 +119,8 @@ async def _reconcile(key: Key | None, memo: kopf.Memo, kwargs: Mapping[str, Any]
 
 @kopf.on.event(API_GROUP, API_VERSION, PLURAL)
 async def finetunejob_event(namespace: str | None, name: str, memo: kopf.Memo, **kwargs: Any) -> None:
-    await _reconcile((namespace or "", name), memo, kwargs)
+    memo["kubetune_indices"].bind(kwargs)
+    await memo["kubetune_reconciler"].finetunejob_changed((namespace or "", name))
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=TRAINER_SELECTOR)
