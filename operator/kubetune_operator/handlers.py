@@ -43,12 +43,35 @@ class NoDiffBaseStorage(kopf.DiffBaseStorage):
         return None
 
 
+class NoProgressStorage(kopf.ProgressStorage):
+    """Keeps no handler progress: only on.create/update/resume handlers (retried over several
+    events) record it, and there are none. Kopf's default still clears a copy of the
+    essence of every watch event of both storages it writes to. Remove this if such
+    handlers are ever added."""
+
+    def fetch(self, *, key: Any, body: kopf.Body) -> None:
+        return None
+
+    def store(self, *, key: Any, record: Any, body: kopf.Body, patch: kopf.Patch) -> None:
+        return None
+
+    def purge(self, *, key: Any, body: kopf.Body, patch: kopf.Patch) -> None:
+        return None
+
+    def touch(self, *, body: kopf.Body, patch: kopf.Patch, value: str | None) -> None:
+        return None
+
+    def clear(self, *, essence: kopf.BodyEssence) -> kopf.BodyEssence:
+        return essence
+
+
 def configure_kopf(settings: kopf.OperatorSettings) -> None:
     """Kopf settings the operator relies on (also used by the tests' in-process operator)."""
     # Only Normal/Warning events we post ourselves; Kopf's per-handler chatter is off.
     settings.posting.level = logging.WARNING
     settings.posting.enabled = True
     settings.persistence.diffbase_storage = NoDiffBaseStorage()
+    settings.persistence.progress_storage = NoProgressStorage()
     # Server-side filtering: only trainer Jobs and pods reach the operator, not every pod of
     # the cluster (the handlers' `labels=` filters alone would be applied after receiving).
     for resource in TRAINER_RESOURCES:
