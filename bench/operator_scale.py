@@ -301,14 +301,13 @@ def burst(served: EmulatorThread, process: subprocess.Popen[str], args: argparse
     return Run(bench, result, work / args.jobs * 1000, read_peak_kib(process.pid), cpu)
 
 
-def stop(process: subprocess.Popen[str]) -> str:
-    """Terminate; what it wrote on stderr."""
+def stop(process: subprocess.Popen[str]) -> None:
     process.terminate()
     try:
-        return process.communicate(timeout=20)[1] or ""
+        process.communicate(timeout=20)
     except subprocess.TimeoutExpired:
         process.kill()
-        return process.communicate()[1] or ""
+        process.communicate()
 
 
 def run_operator(args: argparse.Namespace, served: EmulatorThread, tmp: str) -> tuple[Run, str]:
@@ -323,14 +322,20 @@ def run_operator(args: argparse.Namespace, served: EmulatorThread, tmp: str) -> 
     }
     env.pop("KUBERNETES_SERVICE_HOST", None)
     liveness = "http://127.0.0.1:18081/healthz"
-    command = [sys.executable, "-m", "kopf", "run", "-m", "kubetune_operator", "--standalone", "-A", "--quiet"]
-    command.append(f"--liveness={liveness}")
-    operator = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        wait_ready(liveness, operator)
-        run = burst(served, operator, args)
-    finally:
-        err = stop(operator)
+    # The chart's flags at its default log level (info): what the operator logs per event is
+    # part of its cost. The log goes to a file: a pipe nobody reads would block the operator.
+    command = [sys.executable, "-m", "kopf", "run", "-m", "kubetune_operator", "--standalone", "-A"]
+    command += ["--log-format=plain", f"--liveness={liveness}"]
+    log_file = Path(tmp) / "operator.log"
+    with log_file.open("w") as log:
+        operator = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+        try:
+            wait_ready(liveness, operator)
+            run = burst(served, operator, args)
+        finally:
+            stop(operator)
+    err = log_file.read_text()
+    print(f"operator log:                  {len(err.splitlines())} lines", file=sys.stderr)
     if os.environ.get("BENCH_DEBUG") or operator.returncode not in (0, -15):
         print(err[-4000:], file=sys.stderr)
     return run, err

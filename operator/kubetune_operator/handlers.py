@@ -70,6 +70,12 @@ def configure_kopf(settings: kopf.OperatorSettings) -> None:
     # Only Normal/Warning events we post ourselves; Kopf's per-handler chatter is off.
     settings.posting.level = logging.WARNING
     settings.posting.enabled = True
+    # At the default level (info), Kopf logs "Handler 'pod_event' succeeded." for every watch
+    # event of every FineTuneJob, Job and pod: a line formatted and written per event, with
+    # nothing in it a user acts on. Warnings and errors still show; --verbose shows it all.
+    objects = logging.getLogger("kopf.objects")
+    if not objects.isEnabledFor(logging.DEBUG):
+        objects.setLevel(logging.WARNING)
     settings.persistence.diffbase_storage = NoDiffBaseStorage()
     settings.persistence.progress_storage = NoProgressStorage()
     # Server-side filtering: only trainer Jobs and pods reach the operator, not every pod of
