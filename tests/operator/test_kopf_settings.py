@@ -13,14 +13,19 @@ from kubetune_operator.handlers import configure_kopf
 
 @pytest.fixture
 def levels() -> Iterator[tuple[logging.Logger, logging.Logger]]:
+    # Only the root's level set, as `kopf run` sets it (an earlier test may have set others).
     root, objects = logging.getLogger(), logging.getLogger("kopf.objects")
-    saved = root.level, objects.level
-    objects.setLevel(logging.NOTSET)
+    loggers = [root, logging.getLogger("kopf"), objects]
+    saved = [(logger, logger.level, logger.propagate, logger.disabled) for logger in loggers]
+    for logger in loggers[1:]:
+        logger.setLevel(logging.NOTSET)
+        logger.propagate, logger.disabled = True, False
     try:
         yield root, objects
     finally:
-        root.setLevel(saved[0])
-        objects.setLevel(saved[1])
+        for logger, level, propagate, disabled in saved:
+            logger.setLevel(level)
+            logger.propagate, logger.disabled = propagate, disabled
 
 
 def handler_succeeded_is_logged(body: kopf.Body) -> bool:
