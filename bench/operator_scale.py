@@ -1,6 +1,6 @@
 """Operator scale benchmark: N FineTuneJobs created at once against the kmock emulator.
 
-    python bench/operator_scale.py [--jobs 500] [--interval 1.0] [--foreign-pods 10000]
+    python bench/operator_scale.py [--jobs 500] [--interval 1.0] [--foreign-pods 10000] [--no-floor]
 
 The operator runs as it does in a cluster (`kopf run -m kubetune_operator` in its own
 process, logged in through a kubeconfig); this process serves the emulator (own
@@ -12,6 +12,14 @@ second, the operator's API requests per job lifecycle (reads and writes; the wat
 streams are shared by all jobs and counted apart), its peak memory (VmHWM), and the
 CPU time of the operator and of this process (emulator + simulator).
 Targets: p99 < 2 s, <= 8 writes per lifecycle, peak memory < 200 MB.
+
+Then the same burst runs against a fresh emulator with `bench/operator_floor.py` in the
+operator's place: a plain aiohttp client making the operator's own recorded calls per job
+(same watch streams, Job create, status patches, Events, log reads) and nothing between.
+Its CPU per job is the floor; the operator's is printed against it (target <= 3x). Machines
+of this kind differ by up to 2x in speed and are shared, so compare within one run.
+`--profile FILE` samples the operator with py-spy (`bench/profile_summary.py FILE` splits
+the samples); `--operator-root DIR` runs another checkout's operator (before/after).
 
 `--foreign-pods N` first fills the cluster with N pods that are not kubetune's (spread
 over namespaces, each with a realistic spec): the operator's Job and pod watches carry a
