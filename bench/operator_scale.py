@@ -1,6 +1,6 @@
 """Operator scale benchmark: N FineTuneJobs created at once against the kmock emulator.
 
-    python bench/operator_scale.py [--jobs 500] [--interval 1.0] [--foreign-pods 10000]
+    python bench/operator_scale.py [--jobs 500] [--interval 1.0] [--foreign-pods 10000] [--no-floor]
 
 The operator runs as it does in a cluster (`kopf run -m kubetune_operator` in its own
 process, logged in through a kubeconfig); this process serves the emulator (own
@@ -12,6 +12,14 @@ second, the operator's API requests per job lifecycle (reads and writes; the wat
 streams are shared by all jobs and counted apart), its peak memory (VmHWM), and the
 CPU time of the operator and of this process (emulator + simulator).
 Targets: p99 < 2 s, <= 8 writes per lifecycle, peak memory < 200 MB.
+
+Then the same burst runs against a fresh emulator with `bench/operator_floor.py` in the
+operator's place: a plain aiohttp client making the operator's own recorded calls per job
+(same watch streams, Job create, status patches, Events, log reads) and nothing between.
+Its CPU per job is the floor; the operator's is printed against it (target <= 3x). Machines
+of this kind differ by up to 2x in speed and are shared, so compare within one run.
+`--profile FILE` samples the operator with py-spy (`bench/profile_summary.py FILE` splits
+the samples); `--operator-root DIR` runs another checkout's operator (before/after).
 
 `--foreign-pods N` first fills the cluster with N pods that are not kubetune's (spread
 over namespaces, each with a realistic spec): the operator's Job and pod watches carry a
@@ -38,7 +46,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -46,6 +56,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +64,8 @@ import aiohttp
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "operator"), str(ROOT / "trainer_image")]
+
+import operator_floor  # noqa: E402
 
 from kubetune_api.protocol import Progress, format_progress  # noqa: E402
 from tests.operator.cluster import EmulatorThread, now, succeeded_result  # noqa: E402
@@ -66,6 +79,7 @@ SPEC: dict[str, Any] = {
     "resources": {"gpus": 1},
 }
 OPERATOR_AGENTS = ("kopf/", "kubetune-operator/")
+FLOOR_AGENTS = (operator_floor.USER_AGENT,)
 # The harness's own connections to the emulator (the user creating FineTuneJobs, the
 # simulated controllers): a few, like `kubectl apply` or a controller's client. With 100
 # the emulator spent its time matching each request against hundreds in flight.
@@ -256,91 +270,163 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--jobs", type=int, default=500)
-    parser.add_argument("--interval", type=float, default=1.0, help="KUBETUNE_PROGRESS_INTERVAL_SECONDS")
-    parser.add_argument("--foreign-pods", type=int, default=0, help="pods of other workloads in the cluster first")
-    args = parser.parse_args()
+@dataclass
+class Run:
+    """One burst against one process (the operator, or the floor client)."""
 
-    with EmulatorThread() as served, tempfile.TemporaryDirectory() as tmp:
-        if args.foreign_pods:
-            asyncio.run(fill_with_foreign_pods(served.url, args.foreign_pods))
-        kubeconfig = write_kubeconfig(Path(tmp) / "kubeconfig", served.url)
-        env = {
-            **os.environ,
-            "KUBECONFIG": str(kubeconfig),
-            "KUBETUNE_METRICS_PORT": "0",
-            "KUBETUNE_PROGRESS_INTERVAL_SECONDS": str(args.interval),
-            "PYTHONPATH": os.pathsep.join([str(ROOT / "operator"), str(ROOT / "trainer_image")]),
-        }
-        env.pop("KUBERNETES_SERVICE_HOST", None)
-        liveness = "http://127.0.0.1:18081/healthz"
-        command = [
-            sys.executable,
-            "-m",
-            "kopf",
-            "run",
-            "-m",
-            "kubetune_operator",
-            "--standalone",
-            "-A",
-            "--quiet",
-            f"--liveness={liveness}",
-        ]
-        operator = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    bench: Bench
+    result: dict[str, Any]
+    cpu_per_job_ms: float
+    peak_kib: int
+    cpu: str  # the process's CPU time, in words
+
+    def latencies(self) -> list[float]:
+        seen = {job.removesuffix("-train"): at for job, at in self.bench.job_seen_at.items()}
+        return [seen[name] - self.bench.created_at[name] for name in self.bench.created_at if name in seen]
+
+    def counts(self, agents: tuple[str, ...]) -> tuple[Counter[str], Counter[str], int]:
+        """(writes, reads, watch streams) of the process, counted by user agent."""
+        log = self.bench.served.emulator.log
+        ours = [(m, p) for m, p, agent, _ in log[self.result["mark"] :] if agent.startswith(agents)]
+        watches = sum(1 for m, p, agent, _ in log if agent.startswith(agents) and "watch=" in p)
+        get = [p for m, p in ours if m == "GET" and "watch=" not in p]
+        reads = Counter(p.rsplit("/", 1)[-1] if "/log" in p else "get" for p in get)
+        return Counter(_kind(m, p) for m, p in ours if m != "GET"), reads, watches
+
+
+def burst(served: EmulatorThread, process: subprocess.Popen[str], args: argparse.Namespace) -> Run:
+    """Create the FineTuneJobs, play every Job's lifecycle, and measure `process` meanwhile."""
+    startup_cpu = read_cpu_seconds(process.pid)
+    profiler = start_profiler(process.pid, args.profile) if args.profile else None
+    bench = Bench(served, args.jobs, args.interval)
+    result = asyncio.run(bench.run())
+    if profiler is not None:
+        stop_profiler(profiler)
+    cpu_seconds = read_cpu_seconds(process.pid)
+    user, system = read_cpu_split(process.pid)
+    work = cpu_seconds - startup_cpu
+    cpu = f"{cpu_seconds:.1f} s: {startup_cpu:.1f} s starting (user {user:.1f} s, system {system:.1f} s)"
+    return Run(bench, result, work / args.jobs * 1000, read_peak_kib(process.pid), cpu)
+
+
+def stop(process: subprocess.Popen[str]) -> None:
+    process.terminate()
+    try:
+        process.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+
+
+def run_operator(args: argparse.Namespace, served: EmulatorThread, tmp: str) -> tuple[Run, str]:
+    kubeconfig = write_kubeconfig(Path(tmp) / "kubeconfig", served.url)
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(kubeconfig),
+        "KUBETUNE_METRICS_PORT": "0",
+        "KUBETUNE_PROGRESS_INTERVAL_SECONDS": str(args.interval),
+        # This checkout's code (or --operator-root's) before the installed one.
+        "PYTHONPATH": os.pathsep.join(str(args.operator_root / part) for part in ("", "operator", "trainer_image")),
+    }
+    env.pop("KUBERNETES_SERVICE_HOST", None)
+    liveness = "http://127.0.0.1:18081/healthz"
+    # The chart's flags at its default log level (info): what the operator logs per event is
+    # part of its cost. The log goes to a file: a pipe nobody reads would block the operator.
+    command = [sys.executable, "-m", "kopf", "run", "-m", "kubetune_operator", "--standalone", "-A"]
+    command += ["--log-format=plain", f"--liveness={liveness}"]
+    log_file = Path(tmp) / "operator.log"
+    with log_file.open("w") as log:
+        operator = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
         try:
             wait_ready(liveness, operator)
-            startup_cpu = read_cpu_seconds(operator.pid)
-            bench = Bench(served, args.jobs, args.interval)
-            result = asyncio.run(bench.run())
-            peak_kib = read_peak_kib(operator.pid)
-            cpu_seconds = read_cpu_seconds(operator.pid)
-            cpu_user, cpu_sys = read_cpu_split(operator.pid)
+            run = burst(served, operator, args)
         finally:
-            operator.terminate()
-            try:
-                _, err = operator.communicate(timeout=20)
-            except subprocess.TimeoutExpired:
-                operator.kill()
-                _, err = operator.communicate()
+            stop(operator)
+    err = log_file.read_text()
+    print(f"operator log:                  {len(err.splitlines())} lines", file=sys.stderr)
+    if os.environ.get("BENCH_DEBUG") or operator.returncode not in (0, -15):
+        print(err[-4000:], file=sys.stderr)
+    return run, err
 
-    if not bench.job_seen_at:
-        print(f"no Job was created; operator log:\n{(err or '')[-3000:]}", file=sys.stderr)
-        return 1
-    seen = {job.removesuffix("-train"): at for job, at in bench.job_seen_at.items()}
-    latencies = [seen[name] - bench.created_at[name] for name in bench.created_at if name in seen]
-    first, last = min(bench.created_at.values()), max(bench.job_seen_at.values(), default=0.0)
-    entries = served.emulator.log[result["mark"] :]
-    ours = [(m, p) for m, p, agent, _ in entries if agent.startswith(OPERATOR_AGENTS)]
-    watches = sum(1 for m, p, agent, _ in served.emulator.log if agent.startswith(OPERATOR_AGENTS) and "watch=" in p)
-    reads = Counter(p.rsplit("/", 1)[-1] if "/log" in p else "get" for m, p in ours if m == "GET" and "watch=" not in p)
-    writes = Counter(_kind(m, p) for m, p in ours if m != "GET")
+
+def run_floor(args: argparse.Namespace, plan: dict[str, Any], tmp: str) -> Run:
+    """The same burst against a fresh emulator, with the floor client in the operator's place."""
+    plan_file = Path(tmp) / "plan.json"
+    plan_file.write_text(json.dumps(plan))
+    with EmulatorThread() as served:
+        if args.foreign_pods:
+            asyncio.run(fill_with_foreign_pods(served.url, args.foreign_pods))
+        floor = operator_floor.start(served.url, plan_file, args.jobs, args.interval)
+        try:
+            return burst(served, floor, argparse.Namespace(**{**vars(args), "profile": None}))
+        finally:
+            stop(floor)
+
+
+def report(title: str, run: Run, agents: tuple[str, ...], args: argparse.Namespace) -> None:
+    latencies = run.latencies()
+    writes, reads, watches = run.counts(agents)
     n = args.jobs
 
     def per_job(counts: Counter[str]) -> str:
         return ", ".join(f"{kind} {count / n:.2f}" for kind, count in sorted(counts.items()))
 
+    first, last = min(run.bench.created_at.values()), max(run.bench.job_seen_at.values(), default=0.0)
     p50, p99 = statistics.median(latencies), percentile(latencies, 99)
-    print(f"FineTuneJobs created:          {n} at once; {result['succeeded']} reached Succeeded")
-    print(f"foreign pods in the cluster:   {args.foreign_pods}")
+    print(f"-- {title}")
+    print(f"FineTuneJobs created:          {n} at once; {run.result['succeeded']} reached Succeeded")
     print(f"Jobs created:                  {len(latencies)}")
     print(f"create -> Job created:         p50 {p50:.3f} s, p99 {p99:.3f} s, max {max(latencies):.3f} s")
     print(f"throughput:                    {len(latencies) / (last - first):.1f} Jobs created per second")
     print(f"writes per job lifecycle:      {sum(writes.values()) / n:.2f}  ({per_job(writes)})")
     print(f"reads per job lifecycle:       {sum(reads.values()) / n:.2f}  ({per_job(reads)})")
     print(f"watch streams (all jobs):      {watches}")
-    print(f"operator peak memory (VmHWM):  {peak_kib / 1024:.1f} MiB")
-    work = cpu_seconds - startup_cpu
-    print(
-        f"operator CPU time:             {cpu_seconds:.1f} s: {startup_cpu:.1f} s starting, "
-        f"then {work / n * 1000:.1f} ms per job (user {cpu_user:.1f} s, system {cpu_sys:.1f} s)"
+    print(f"peak memory (VmHWM):           {run.peak_kib / 1024:.1f} MiB")
+    print(f"CPU time:                      {run.cpu}, then {run.cpu_per_job_ms:.1f} ms per job")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--jobs", type=int, default=500)
+    parser.add_argument("--interval", type=float, default=1.0, help="KUBETUNE_PROGRESS_INTERVAL_SECONDS")
+    parser.add_argument("--foreign-pods", type=int, default=0, help="pods of other workloads in the cluster first")
+    parser.add_argument(
+        "--profile", metavar="FILE", help="sample the operator with py-spy during the burst (collapsed stacks to FILE)"
     )
-    print(f"emulator + simulator CPU time: {time.process_time():.1f} s (this process)")
-    if os.environ.get("BENCH_DEBUG") and err:
-        print(err[-4000:], file=sys.stderr)
-    if operator.returncode not in (0, -15) and err:
-        print(err[-2000:], file=sys.stderr)
+    parser.add_argument("--no-floor", action="store_true", help="skip the floor client's run")
+    parser.add_argument(
+        "--operator-root",
+        type=Path,
+        default=ROOT,
+        help="run the operator from this checkout (e.g. another branch's worktree, for before/after figures)",
+    )
+    args = parser.parse_args()
+
+    with EmulatorThread() as served, tempfile.TemporaryDirectory() as tmp:
+        served.emulator.bodies = []
+        if args.foreign_pods:
+            asyncio.run(fill_with_foreign_pods(served.url, args.foreign_pods))
+        operator, err = run_operator(args, served, tmp)
+        if not operator.bench.job_seen_at:
+            print(f"no Job was created; operator log:\n{err[-3000:]}", file=sys.stderr)
+            return 1
+        log_reads = [p for m, p, agent, _ in served.emulator.log if agent.startswith(OPERATOR_AGENTS) and "/log" in p]
+        plan = operator_floor.record_plan(served.emulator.bodies, log_reads)
+        simulator_cpu = time.process_time()
+        floor = None if args.no_floor else run_floor(args, plan, tmp)
+
+    print(f"foreign pods in the cluster:   {args.foreign_pods}")
+    report(f"the operator (kopf run -m kubetune_operator, from {args.operator_root})", operator, OPERATOR_AGENTS, args)
+    print(f"emulator + simulator CPU time: {simulator_cpu:.1f} s (this process, during the operator's run)")
+    if floor is not None:
+        title = "the floor (bench/operator_floor.py: the operator's API calls, nothing between)"
+        report(title, floor, FLOOR_AGENTS, args)
+        ratio = operator.cpu_per_job_ms / floor.cpu_per_job_ms
+        print("--")
+        print(
+            f"operator CPU per job {operator.cpu_per_job_ms:.1f} ms, floor {floor.cpu_per_job_ms:.1f} ms: "
+            f"{ratio:.2f}x the floor (target <= 3x)"
+        )
     return 0
 
 
@@ -368,6 +454,22 @@ def wait_ready(url: str, process: subprocess.Popen[str], timeout: float = 60) ->
         except OSError:
             time.sleep(0.2)
     raise RuntimeError("the operator did not become live")
+
+
+def start_profiler(pid: int, path: str) -> subprocess.Popen[bytes]:
+    """py-spy sampling the whole operator process (Kopf's loop, its thread pool, aiohttp):
+    collapsed stacks, one line per distinct stack with its sample count."""
+    beside = Path(sys.executable).with_name("py-spy")
+    py_spy = str(beside) if beside.exists() else "py-spy"
+    command = [py_spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "250", "--nonblocking", "-o", path]
+    profiler = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)  # py-spy attaches before the burst starts
+    return profiler
+
+
+def stop_profiler(profiler: subprocess.Popen[bytes]) -> None:
+    profiler.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+    profiler.wait(timeout=60)
 
 
 def read_cpu_seconds(pid: int) -> float:

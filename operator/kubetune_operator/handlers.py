@@ -43,12 +43,41 @@ class NoDiffBaseStorage(kopf.DiffBaseStorage):
         return None
 
 
+class NoProgressStorage(kopf.ProgressStorage):
+    """Keeps no handler progress: only on.create/update/resume handlers (retried over several
+    events) record it, and there are none. Kopf's default still clears a copy of the
+    essence of every watch event of both storages it writes to. Remove this if such
+    handlers are ever added."""
+
+    def fetch(self, *, key: Any, body: kopf.Body) -> None:
+        return None
+
+    def store(self, *, key: Any, record: Any, body: kopf.Body, patch: kopf.Patch) -> None:
+        return None
+
+    def purge(self, *, key: Any, body: kopf.Body, patch: kopf.Patch) -> None:
+        return None
+
+    def touch(self, *, body: kopf.Body, patch: kopf.Patch, value: str | None) -> None:
+        return None
+
+    def clear(self, *, essence: kopf.BodyEssence) -> kopf.BodyEssence:
+        return essence
+
+
 def configure_kopf(settings: kopf.OperatorSettings) -> None:
     """Kopf settings the operator relies on (also used by the tests' in-process operator)."""
     # Only Normal/Warning events we post ourselves; Kopf's per-handler chatter is off.
     settings.posting.level = logging.WARNING
     settings.posting.enabled = True
+    # At the default level (info), Kopf logs "Handler 'pod_event' succeeded." for every watch
+    # event of every FineTuneJob, Job and pod: a line formatted and written per event, with
+    # nothing in it a user acts on. Warnings and errors still show; --verbose shows it all.
+    objects = logging.getLogger("kopf.objects")
+    if not objects.isEnabledFor(logging.DEBUG):
+        objects.setLevel(logging.WARNING)
     settings.persistence.diffbase_storage = NoDiffBaseStorage()
+    settings.persistence.progress_storage = NoProgressStorage()
     # Server-side filtering: only trainer Jobs and pods reach the operator, not every pod of
     # the cluster (the handlers' `labels=` filters alone would be applied after receiving).
     for resource in TRAINER_RESOURCES:
@@ -119,7 +148,8 @@ async def _reconcile(key: Key | None, memo: kopf.Memo, kwargs: Mapping[str, Any]
 
 @kopf.on.event(API_GROUP, API_VERSION, PLURAL)
 async def finetunejob_event(namespace: str | None, name: str, memo: kopf.Memo, **kwargs: Any) -> None:
-    await _reconcile((namespace or "", name), memo, kwargs)
+    memo["kubetune_indices"].bind(kwargs)
+    await memo["kubetune_reconciler"].finetunejob_changed((namespace or "", name))
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=TRAINER_SELECTOR)

@@ -109,9 +109,8 @@ class KopfIndices:
 
     def _values(self, name: str, key: Key) -> list[Body]:
         index = self._indices.get(name)
-        if index is None or key not in index:
-            return []
-        return list(index[key])
+        found = index.get(key) if index is not None else None  # one lookup, not two
+        return list(found) if found is not None else []
 
     def finetunejob(self, key: Key) -> Body | None:
         values = self._values("finetunejobs", key)

@@ -10,6 +10,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
+from functools import lru_cache
 from typing import Any
 
 from kubetune_api.protocol import Progress, last_progress
@@ -28,7 +29,14 @@ LOG_READ_TIMEOUT = 5.0
 
 
 def rfc3339(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return _rfc3339_second(int(moment.timestamp()))
+
+
+@lru_cache(maxsize=8)
+def _rfc3339_second(seconds: int) -> str:
+    # Every reconcile asks for "now" (a transition's time); formatting it anew each time was
+    # a measurable part of the operator's CPU per event, and the text changes once a second.
+    return datetime.fromtimestamp(seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_time(text: str | None) -> datetime | None:

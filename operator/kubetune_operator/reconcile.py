@@ -115,6 +115,14 @@ class Reconciler:
             if state.create_problem is None or state.create_problem.final:
                 state.failures = 0
 
+    async def finetunejob_changed(self, key: Key) -> None:
+        """The FineTuneJob's own watch event: reconcile, unless it is our latest write coming back."""
+        ftj = self.indices.finetunejob(key)
+        state = self.runs.get(key)
+        if ftj is not None and state is not None and state.is_own_write(ftj["metadata"]):
+            return
+        await self.reconcile(key)
+
     async def close(self) -> None:
         tasks = [state.progress.task for state in self.runs.values() if state.progress is not None]
         for state in self.runs.values():

@@ -93,6 +93,15 @@ class RunState:
         """The phase of the status we last wrote (None: we wrote none)."""
         return self.cache.status.get("phase") if self.cache is not None else None
 
+    def is_own_write(self, meta: Mapping[str, Any]) -> bool:
+        """Whether the FineTuneJob is exactly the object our latest status write made (the
+        version that write returned). Its watch event then holds nothing new: the reconcile
+        that wrote saw everything else, and the Job's and pods' changes since come with
+        watch events of their own. A third of a run's watch events are these echoes; anyone
+        else's change (a spec or status edit, a deletion) makes a version of its own."""
+        written = self.cache.resource_version if self.cache is not None else None
+        return bool(written) and meta.get("resourceVersion") == written and meta.get("uid") == self.uid
+
     def checked_spec(self, raw_spec: Mapping[str, Any], key: tuple[str, str], policy: ClusterPolicy) -> CheckedSpec:
         """The spec through the one validation path, cached while the raw spec is equal."""
         if self.checked is not None and self.checked.raw == raw_spec:

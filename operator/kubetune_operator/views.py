@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 from kubetune_api.protocol import Result, decode_result
@@ -16,6 +16,11 @@ from kubetune_api.trainer_pod import CONTAINER_NAME, completion_index, creation_
 from kubetune_operator.builders import ANNOTATION_NODES, ANNOTATION_SPEC_HASH
 
 Json = Mapping[str, Any]
+
+# A finished pod's termination message is parsed on every reconcile that sees the pod (its
+# own events, the Job's, the delayed write): a fifth of the status logic's CPU. The Result is
+# shared between callers, who only read it.
+_decoded_result = lru_cache(maxsize=256)(decode_result)
 
 IMAGE_PULL_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"})
 MAX_MESSAGE = 1024
@@ -148,7 +153,7 @@ class PodView(_View):
     @cached_property
     def result(self) -> Result | None:
         """The trainer's Result from the termination message."""
-        return decode_result(self.terminated.get("message"))
+        return _decoded_result(self.terminated.get("message"))
 
     @property
     def raw_message(self) -> str:

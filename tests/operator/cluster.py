@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import copy
 import itertools
 import re
 import threading
@@ -70,6 +71,8 @@ class Emulator(kmock.KubernetesEmulator):
         self.log: list[tuple[str, str, str, float]] = []
         self._in_flight: set[int] = set()
         self.job_posts: dict[float, str] = {}  # time -> name of each Job created
+        # (METHOD, path, body) of every write, when a caller sets a list here (the bench's floor).
+        self.bodies: list[tuple[str, str, Any]] | None = None
         self.logs: dict[tuple[str, str], str] = {}  # (namespace, pod) -> what its log holds
         self.log_reads: dict[tuple[str, str], int] = {}
         self.ended_logs: set[tuple[str, str]] = set()  # pods whose trainer container ended
@@ -158,6 +161,8 @@ class Emulator(kmock.KubernetesEmulator):
         self.log.append((method, request.url.path_qs, request.headers.get("User-Agent", ""), at))
         if method == "POST" and request.url.path.endswith("/jobs") and isinstance(request.data, dict):
             self.job_posts[at] = request.data.get("metadata", {}).get("name", "")
+        if self.bodies is not None and method != "GET":
+            self.bodies.append((method, request.url.path, copy.deepcopy(request.data)))
         if request.action == kmock.action.CREATE and isinstance(request.data, dict):
             meta = request.data.setdefault("metadata", {})
             if not meta.get("name") and meta.get("generateName"):

@@ -350,3 +350,24 @@ async def test_state_is_keyed_by_uid_and_dropped_with_the_finetunejob(made: tupl
     status = await operator.step()
     assert operator.reconciler.runs[KEY].uid == "new-uid" and status["phase"] == "Pending"
     assert server.called("create_job") == ["ftj-train", "ftj-train"]
+
+
+async def test_our_own_write_coming_back_is_not_reconciled_but_an_edit_is(
+    made: tuple[FakeServer, Operator], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server, operator = made
+    await operator.step()
+    written = copy.deepcopy(server.ftj["status"])
+    reconciled: list[Any] = []
+    reconcile = operator.reconciler.reconcile
+    monkeypatch.setattr(operator.reconciler, "reconcile", lambda key: reconciled.append(key) or reconcile(key))
+
+    operator.indices.deliver()  # the FineTuneJob's watch event for our write
+    await operator.reconciler.finetunejob_changed(KEY)
+    assert reconciled == []
+
+    server.edit_status(message="edited by hand")  # someone else's write: a version of its own
+    operator.indices.deliver()
+    await operator.reconciler.finetunejob_changed(KEY)
+    assert reconciled == [KEY]
+    assert server.ftj["status"] == written  # the edit is undone
