@@ -40,14 +40,7 @@ from kubetune_operator.progress_status import parse_time, read_final_progress, r
 from kubetune_operator.prometheus import Metrics
 from kubetune_operator.run_state import CheckedSpec, ProgressReader, RunState, StatusCache
 from kubetune_operator.settings import OperatorSettings
-from kubetune_operator.status import (
-    Observed,
-    desired_status,
-    expected_artifact,
-    frozen_status,
-    is_record,
-    status_patch,
-)
+from kubetune_operator.status import Observed, desired_status, expected_artifact, frozen_status, is_record, status_patch
 from kubetune_operator.views import JobView, PodView, pod_views
 
 logger = logging.getLogger("kubetune.reconcile")

@@ -9,8 +9,11 @@ import pytest
 from kubetune_trainer import memory
 
 
-def test_switch_off_by_env(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_off_unless_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Off by default: it costs ~46% per token on long batches for ~9% less RSS (memory.py).
     monkeypatch.setattr(memory, "_applied", False)
+    monkeypatch.delenv(memory.ENV_MALLOC_TUNING, raising=False)
+    assert memory.limit_heap_fragmentation() is False
     monkeypatch.setenv(memory.ENV_MALLOC_TUNING, "0")
     assert memory.limit_heap_fragmentation() is False
 
@@ -18,7 +21,7 @@ def test_switch_off_by_env(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc only")
 def test_applied_once_on_glibc(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(memory, "_applied", False)
-    monkeypatch.delenv(memory.ENV_MALLOC_TUNING, raising=False)
+    monkeypatch.setenv(memory.ENV_MALLOC_TUNING, "1")
     calls = []
     real = memory.ctypes.CDLL
 

@@ -1,17 +1,17 @@
-"""Keep host memory flat when training on CPU with batches of varying shape.
+"""Opt-in: keep host memory flatter when training on CPU with batches of varying shape.
 
 Dynamic padding makes every batch a different size. glibc malloc raises its mmap
 threshold as large blocks are freed, after which activation tensors come from the heap
-and blocks of ever-changing sizes fragment it: peak RSS grows well beyond what one
-batch needs (measured on MiniLM: +15% over padding every batch to the same length).
-A fixed threshold keeps large tensors in their own mappings, returned to the system
-when freed. Set KUBETUNE_MALLOC_TUNING=0 to leave the allocator alone.
+and blocks of ever-changing sizes fragment it: peak RSS grows beyond what one batch
+needs. A fixed threshold keeps large tensors in their own mappings, returned to the
+system when freed. KUBETUNE_MALLOC_TUNING=1 turns it on.
 
-The threshold trades speed for memory: every block above it costs an mmap, page faults
-and zeroing. Measured with bench/trainer_vs_txtai.py's kubetune worker (MiniLM, 400 rows,
-1 epoch, 1 thread): untuned 13.5 samples/s at 1635 MB peak; 128 KiB 10.3 at 1352 MB;
-1 MiB 10.8 at 1392 MB; 4 MiB 13.3 at 1558 MB; 16 MiB 13.7 at 1644 MB. 4 MiB keeps
-nearly all the speed; large activations still get their own mappings.
+It is off by default because it costs more speed than it saves memory: every block
+above the threshold costs an mmap, page faults and zeroing, on every step. Measured on
+MiniLM-L6, 1 thread, batch 16 (fused AdamW), 4 MiB threshold against glibc's default:
+16x200-token batches 1615 vs 1106 us per token (+46%), 16x24 no difference; the
+long-tail run of bench/trainer_vs_txtai.py 12.4 vs 14.6 samples/s at 1750 vs 1930 MB
+peak RSS (-9%), still below txtai's 2240 MB untuned.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def limit_heap_fragmentation() -> bool:
     global _applied
     if _applied:
         return True
-    if not sys.platform.startswith("linux") or os.environ.get(ENV_MALLOC_TUNING, "1") == "0":
+    if not sys.platform.startswith("linux") or os.environ.get(ENV_MALLOC_TUNING, "0") != "1":
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
