@@ -103,8 +103,8 @@ def test_resolve_paths(tmp_path: Path) -> None:
     assert resolved.output is not None and resolved.output.uri == str(tmp_path / "out")
     hub = TrainingSpec.model_validate({"base": {"model": "org/name"}, "data": {"train": "/abs.csv"}})
     assert resolve_paths(hub, tmp_path).base.model == "org/name"  # a hub id stays one
-    pushed = spec.model_copy(update={"output": {"uri": "oci://localhost:5000/team/m:v1", "checkpoint_uri": "runs/m"}})
-    pushed = TrainingSpec.model_validate(pushed.model_dump())
+    registry = {"uri": "oci://localhost:5000/team/m:v1", "checkpointUri": "runs/m"}
+    pushed = TrainingSpec.model_validate({**spec.model_dump(by_alias=True, exclude_none=True), "output": registry})
     output = resolve_paths(pushed, tmp_path).output
     assert output is not None and (output.uri, output.checkpoint_uri) == (
         "oci://localhost:5000/team/m:v1",

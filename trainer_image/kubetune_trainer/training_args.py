@@ -5,8 +5,9 @@ Defaults (each overridable): nothing written to disk unless `output_dir` is give
 when no accelerator, and batches grouped by length (`group_by_length=False` turns it
 off). Grouping is what makes per-batch padding pay: a random batch of varied texts
 nearly always holds one long row, so it pads almost as much as padding to the longest
-row of the whole set (bench/trainer_vs_txtai.py: 0.96x txtai's throughput ungrouped,
-1.45x grouped, same accuracy). A misspelt argument is a ConfigError naming the
+row of the whole set (bench/trainer_vs_txtai.py --workload long-tail: 1.3x txtai's
+samples/s ungrouped, 3.6x grouped, same accuracy; see length_batches.py and
+docs/performance.md). A misspelt argument is a ConfigError naming the
 closest valid names, instead of a TypeError deep inside transformers.
 """
 
