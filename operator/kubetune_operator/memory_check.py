@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -30,6 +31,8 @@ logger = logging.getLogger("kubetune.memory")
 CONFIG_TIMEOUT = 3.0
 FAILURE_TTL = 600.0
 NODES_TTL = 60.0
+# Configs kept (oldest dropped first): model ids come from users, so the cache is bounded.
+MAX_CACHED_CONFIGS = 256
 Fetch = Callable[[str, str | None, float], dict[str, Any]]
 
 
@@ -42,12 +45,22 @@ class MemoryCheck:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.api, self.settings, self.fetch, self.clock = api, settings, fetch, clock
-        self._configs: dict[tuple[str, str | None], tuple[float, dict[str, Any] | None]] = {}
+        self._configs: OrderedDict[tuple[str, str | None], tuple[float, dict[str, Any] | None]] = OrderedDict()
         self._nodes: tuple[float, list[dict[str, Any]]] | None = None
         self._fetching: dict[tuple[str, str | None], asyncio.Lock] = {}  # one download per key at a time
 
     async def warning(self, spec: FineTuneJobSpec) -> str | None:
-        """The GPUMemoryTooSmall message for `spec`, or None (it fits, or nothing is known)."""
+        """The GPUMemoryTooSmall message for `spec`, or None (it fits, or nothing is known).
+
+        Never raises: a config.json that cannot be read or counted is no reason to hold a
+        run back (the Job is created after this, whatever it says)."""
+        try:
+            return await self._warning(spec)
+        except Exception as error:  # any failure here only means "no estimate"
+            logger.warning("no memory estimate for %s: %r", spec.base.model, error)
+            return None
+
+    async def _warning(self, spec: FineTuneJobSpec) -> str | None:
         if spec.resources.gpus == 0:
             return None
         config = await self._config(spec.base.model, spec.base.revision)
@@ -65,8 +78,13 @@ class MemoryCheck:
         if not is_hub_id(model):
             return None
         key = (model, revision)
-        async with self._fetching.setdefault(key, asyncio.Lock()):
-            return await self._cached_config(key)
+        lock = self._fetching.setdefault(key, asyncio.Lock())
+        try:
+            async with lock:
+                return await self._cached_config(key)
+        finally:
+            if not lock.locked():  # a waiter finds the cached answer; no lock kept per model ever seen
+                self._fetching.pop(key, None)
 
     async def _cached_config(self, key: tuple[str, str | None]) -> dict[str, Any] | None:
         model, revision = key
@@ -79,7 +97,12 @@ class MemoryCheck:
             config = await asyncio.wait_for(work, 2 * CONFIG_TIMEOUT)  # the fetch keeps its own timeout too
         except (ConfigUnavailable, asyncio.TimeoutError) as error:
             logger.info("no memory estimate for %s: %s", model, error or "timed out")
+        except Exception as error:  # a bad endpoint or reply: remembered like any failure
+            logger.warning("no memory estimate for %s: reading its config.json failed: %r", model, error)
         self._configs[key] = (self.clock() + FAILURE_TTL, config)
+        self._configs.move_to_end(key)
+        while len(self._configs) > MAX_CACHED_CONFIGS:
+            self._configs.popitem(last=False)
         return config
 
     async def _node_list(self) -> list[dict[str, Any]]:

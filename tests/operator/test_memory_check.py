@@ -144,3 +144,33 @@ def test_gpu_memory_setting_is_checked() -> None:
     assert OperatorSettings.from_env({}).gpu_memory is None
     with pytest.raises(SettingsError, match="KUBETUNE_GPU_MEMORY"):
         OperatorSettings.from_env({"KUBETUNE_GPU_MEMORY": "big"})
+
+
+async def test_a_config_that_breaks_the_estimate_never_holds_the_run_back() -> None:
+    calls: list[str] = []
+
+    def fetch(model: str, revision: str | None, timeout: float) -> dict[str, Any]:
+        calls.append(model)
+        if model == LLAMA:
+            return {**LLAMA2_7B, "intermediate_size": [11008]}  # a config the count cannot read
+        raise ValueError("unknown url type: 'hub.internal/...'")  # a bad HF_ENDPOINT
+
+    memory = MemoryCheck(cast(KubeApi, Nodes([node("t4", "15360")])), OperatorSettings(), fetch=fetch)
+    assert await memory.warning(spec()) is None
+    other = spec(base={"model": "org/other"})
+    assert await memory.warning(other) is None
+    assert await memory.warning(other) is None
+    assert calls == [LLAMA, "org/other"]  # the failed read is remembered, not retried per reconcile
+
+
+async def test_the_config_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    import kubetune_operator.memory_check as memory_check
+
+    monkeypatch.setattr(memory_check, "MAX_CACHED_CONFIGS", 3)
+    fetched: list[str] = []
+    memory = check(Nodes([]), fetched)
+    for index in range(5):
+        await memory.warning(spec(base={"model": f"org/model-{index}"}))
+    assert len(memory._configs) == 3 and len(memory._fetching) == 0
+    await memory.warning(spec(base={"model": "org/model-0"}))  # dropped first, so read again
+    assert fetched.count("org/model-0") == 2

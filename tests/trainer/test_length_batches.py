@@ -29,12 +29,18 @@ def padding_efficiency(order: list[int], lengths: list[int]) -> float:
     return sum(lengths) / processed
 
 
-def test_every_row_once_in_full_batches_with_the_longest_row_first() -> None:
+def test_every_row_once_with_the_longest_row_first_and_the_short_batch_last() -> None:
     lengths = long_tail_lengths(250)
     order = length_grouped_order(lengths, BATCH, torch.Generator().manual_seed(1))
     assert sorted(order) == list(range(250))
-    assert [len(batch) for batch in batches_of(order)] == [BATCH] * 15 + [10]
-    assert lengths[order[0]] == max(lengths)  # a run that does not fit fails on its first step
+    assert max(lengths[i] for i in order[:BATCH]) >= max(lengths[i] for i in order[BATCH:-10])
+    # The DataLoader slices the order into batches again: each slice must be one of the
+    # megabatch's sorted runs (a short batch in the middle would shift every later slice).
+    shuffled = torch.randperm(250, generator=torch.Generator().manual_seed(1)).tolist()
+    by_length = sorted(shuffled, key=lengths.__getitem__, reverse=True)
+    runs = {frozenset(by_length[at : at + BATCH]) for at in range(0, 250, BATCH)}
+    assert {frozenset(batch) for batch in batches_of(order)} == runs
+    assert padding_efficiency(order, lengths) > 0.85
 
 
 def test_small_data_sets_waste_far_less_padding_than_transformers_grouping() -> None:

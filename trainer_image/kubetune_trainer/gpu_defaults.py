@@ -124,9 +124,11 @@ def training_defaults(args: dict[str, Any], caps: DeviceCapabilities, run: RunFa
             updates["activation_checkpointing"] = True
         if run.task in LIGER_TASKS and run.model_type in caps.liger_model_types and "use_liger_kernel" not in args:
             updates["use_liger_kernel"] = True
-    checkpointing = any(args.get(name) for name in CHECKPOINTING) or updates.get("activation_checkpointing", False)
-    if checkpointing:
-        updates.update(_non_reentrant(args))
+        # Written out on a GPU only: it is transformers' own default when the kwargs are
+        # empty, so a CPU run keeps exactly the arguments it was given.
+        checkpointing = any(args.get(name) for name in CHECKPOINTING) or updates.get("activation_checkpointing", False)
+        if checkpointing:
+            updates.update(_non_reentrant(args))
     return updates
 
 

@@ -35,6 +35,7 @@ from kubetune_trainer.eval_metrics import Metrics, eval_results
 from kubetune_trainer.feature_plan import SFTOptions, SFTReport
 from kubetune_trainer.final_save import save_final_model
 from kubetune_trainer.gpu_defaults import (
+    CPU_ONLY,
     DeviceCapabilities,
     RunFacts,
     attention_default,
@@ -266,7 +267,10 @@ class HFTrainer:
         if requested is not None:
             set_attention(model, requested, user_choice=True)
             return
-        choice = attention_default(model, capabilities, bool(training.bf16 or training.fp16))
+        # use_cpu on a GPU node trains on the CPU: no GPU attention for it.
+        choice = attention_default(
+            model, CPU_ONLY if training.use_cpu else capabilities, bool(training.bf16 or training.fp16)
+        )
         if choice is None or choice == model.config._attn_implementation:
             return
         if set_attention(model, choice, user_choice=False):

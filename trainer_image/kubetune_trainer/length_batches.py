@@ -10,8 +10,8 @@ Sorting megabatches of 50 batches whatever the data set's size (one megabatch fo
 Sorting more rows together makes each batch's rows more alike in length, so the
 batches are then shuffled: transformers yields each megabatch's batches longest first,
 which over a small data set would train on long rows first and short rows last every
-epoch. The batch holding the longest row still comes first, as in transformers, so a
-run that does not fit in memory fails on its first step.
+epoch. The full batch holding the longest row comes first, as in transformers, so a run
+that does not fit in memory fails on its first step; a short last batch stays last.
 """
 
 from __future__ import annotations
@@ -33,9 +33,15 @@ def length_grouped_order(lengths: list[int], batch_size: int, generator: torch.G
     for start in range(0, len(order), span):
         megabatch = sorted(order[start : start + span], key=lambda index: lengths[index], reverse=True)
         batches += [megabatch[at : at + batch_size] for at in range(0, len(megabatch), batch_size)]
+    # The DataLoader cuts this order into `batch_size` slices again, so a short batch must
+    # stay last: anywhere else it would shift every later slice across two length groups.
+    short = batches.pop() if batches and len(batches[-1]) < batch_size else None
     shuffled = [batches[at] for at in torch.randperm(len(batches), generator=generator).tolist()]
-    longest = max(range(len(shuffled)), key=lambda at: lengths[shuffled[at][0]])
-    shuffled[0], shuffled[longest] = shuffled[longest], shuffled[0]
+    if shuffled:
+        longest = max(range(len(shuffled)), key=lambda at: lengths[shuffled[at][0]])
+        shuffled[0], shuffled[longest] = shuffled[longest], shuffled[0]
+    if short is not None:
+        shuffled.append(short)
     return [index for batch in shuffled for index in batch]
 
 
