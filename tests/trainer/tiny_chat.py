@@ -11,10 +11,9 @@ import random
 from pathlib import Path
 from typing import Any
 
-import torch
-from tiny_models import WORDS
+from tiny_models import WORDS, save_tiny_llama
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+from transformers import PreTrainedTokenizerFast
 
 CHAT_TOKENS = ("<|system|>", "<|user|>", "<|assistant|>", "<|end|>")
 
@@ -71,23 +70,7 @@ def chat_tokenizer(max_length: int = 128, template: str | None = CHAT_TEMPLATE) 
 
 def build_chat_llama(path: Path, max_length: int = 128, template: str | None = CHAT_TEMPLATE) -> Path:
     """A 2-layer Llama (hidden 64) with the chat tokenizer; `template=None` saves none."""
-    torch.manual_seed(0)
-    tokenizer = chat_tokenizer(max_length, template)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=max_length,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    LlamaForCausalLM(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+    return save_tiny_llama(path, chat_tokenizer(max_length, template), max_length)
 
 
 def question(thing: str) -> str:

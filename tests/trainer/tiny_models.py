@@ -164,6 +164,11 @@ def build_llama(path: Path, max_length: int = 128) -> Path:
         eos_token="</s>",
         unk_token="<unk>",
     )
+    return save_tiny_llama(path, tokenizer, max_length)
+
+
+def save_tiny_llama(path: Path, tokenizer: PreTrainedTokenizerFast, max_length: int) -> Path:
+    """A 2-layer Llama (hidden 64) sized for `tokenizer`, saved with it under `path`."""
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=64,
@@ -176,6 +181,7 @@ def build_llama(path: Path, max_length: int = 128) -> Path:
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
+    torch.manual_seed(0)
     LlamaForCausalLM(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
