@@ -10,6 +10,7 @@ import pytest
 from kubetune_api.finetunejob import FineTuneJobSpec
 from kubetune_api.model_config import ConfigUnavailable
 from kubetune_api.outcomes import Reason
+from kubetune_api.status_model import FineTuneJobStatus
 from kubetune_operator.conditions import build_conditions, memory_warning_of
 from kubetune_operator.gpu_fit import Gpu, largest_gpu
 from kubetune_operator.kube import ApiError, KubeApi
@@ -174,3 +175,13 @@ async def test_the_config_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> N
     assert len(memory._configs) == 3 and len(memory._fetching) == 0
     await memory.warning(spec(base={"model": "org/model-0"}))  # dropped first, so read again
     assert fetched.count("org/model-0") == 2
+
+
+async def test_the_warning_fits_the_status_schema_the_api_server_enforces() -> None:
+    # The API server validates a status write against the CRD's status schema (condition
+    # messages at most 4096 characters): a longer warning would make every status patch fail.
+    warning = await check(Nodes([node("t4", "15360")]), []).warning(spec())
+    assert warning is not None
+    status = desired_status(Observed(generation=1, suspend=False, memory_warning=warning), {}, "2026-12-02T00:00:00Z")
+    FineTuneJobStatus.model_validate(status)
+    assert len(warning) <= 4096
