@@ -5,6 +5,7 @@ a Client logged in through the cluster's kubeconfig, and stand-ins for what kmoc
 from __future__ import annotations
 
 import asyncio
+import copy
 import io
 import tarfile
 from collections.abc import AsyncIterator, Iterator
@@ -20,20 +21,12 @@ from kubetune_api.kubeconfig import Connection
 from kubetune_api.resource import API_GROUP, API_VERSION, PLURAL
 from kubetune_api.trainer_pod import LABEL_NAME
 from tests.operator import conftest as operator_fixtures
-from tests.operator.cluster import FakeCluster, now
+from tests.operator.cluster import SPEC, FakeCluster, now
 
 # The emulator, the fake cluster and the real operator, as the operator's tests have them.
 cluster = operator_fixtures.cluster
 operator = operator_fixtures.operator
 operator_env = operator_fixtures.operator_env
-
-SPEC: dict[str, Any] = {
-    "task": "text-classification",
-    "base": {"model": "org/tiny-bert"},
-    "data": {"train": "pvc://datasets/train.csv"},
-    "output": {"uri": "pvc://models/out"},
-    "resources": {"gpus": 1},
-}
 
 
 def finetunejob(name: str, spec: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -41,7 +34,7 @@ def finetunejob(name: str, spec: dict[str, Any] | None = None) -> dict[str, Any]
         "apiVersion": f"{API_GROUP}/{API_VERSION}",
         "kind": "FineTuneJob",
         "metadata": {"name": name},
-        "spec": spec or SPEC,
+        "spec": copy.deepcopy(spec or SPEC),
     }
 
 

@@ -29,6 +29,14 @@ from kubetune_api.resource import API_GROUP, API_VERSION, KIND, PLURAL
 from kubetune_api.trainer_pod import COMPLETION_INDEX_KEY, CONTAINER_NAME
 
 FTJ_RESOURCE = f"{API_GROUP}/{API_VERSION}/{PLURAL}"
+# The smallest FineTuneJob spec the operator runs: the operator's and the client's tests use it.
+SPEC: dict[str, Any] = {
+    "task": "text-classification",
+    "base": {"model": "org/tiny-bert"},
+    "data": {"train": "pvc://datasets/train.csv"},
+    "output": {"uri": "pvc://models/out"},
+    "resources": {"gpus": 1},
+}
 WORKLOAD_RESOURCE = "kueue.x-k8s.io/v1beta1/workloads"
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 # The request whose handler is running in the current task (see Emulator.__iter__).

@@ -13,15 +13,9 @@ from typing import Any
 from kubetune_api.protocol import Artifact, Result, encode_result
 from kubetune_operator import merge_patch
 from kubetune_operator.reconcile import Key
+from tests.operator.cluster import SPEC
 
 KEY: Key = ("ns", "ftj")
-SPEC: dict[str, Any] = {
-    "task": "text-classification",
-    "base": {"model": "org/tiny-bert"},
-    "data": {"train": "pvc://datasets/train.csv"},
-    "output": {"uri": "pvc://models/out"},
-    "resources": {"gpus": 1},
-}
 T0 = "2030-01-01T00:00:00Z"
 OK = encode_result(
     Result(outcome="Succeeded", artifact=Artifact(uri="/mnt/pvc/models/out", kind="full"), metrics={"accuracy": 0.9})

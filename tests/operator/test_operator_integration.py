@@ -10,16 +10,8 @@ from typing import Any
 
 from kubetune_api.protocol import Progress
 from kubetune_operator.permissions import CLUSTER_RULES, NAMESPACED_RULES
-from tests.operator.cluster import FakeCluster, failed_result, succeeded_result
+from tests.operator.cluster import SPEC, FakeCluster, failed_result, succeeded_result
 from tests.operator.conftest import RunningOperator
-
-SPEC: dict[str, Any] = {
-    "task": "text-classification",
-    "base": {"model": "org/tiny-bert"},
-    "data": {"train": "pvc://datasets/train.csv"},
-    "output": {"uri": "pvc://models/out"},
-    "resources": {"gpus": 1},
-}
 
 
 def phase(name: str) -> Callable[[dict[str, Any]], bool]:
